@@ -1,0 +1,234 @@
+//! The gRPC server bootstrap every service uses: bind, health, reflection,
+//! and a graceful shutdown on SIGTERM/SIGINT.
+//!
+//! Shutdown order matters: first every health status flips to NOT_SERVING
+//! (so probes and balancers stop sending new work), then the server stops
+//! accepting and drains the calls in flight, for at most the grace period.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+/// Why a server could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source} (is another process using the port?)")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("the gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("cannot install the signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Binds a TCP listener, with an error that names the address.
+pub async fn bind(addr: &str) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+/// The listener as the stream tonic serves from.
+pub fn incoming(listener: TcpListener) -> TcpListenerStream {
+    TcpListenerStream::new(listener)
+}
+
+/// A tonic server with the settings every service wants.
+///
+/// `max_connection_age` makes clients reconnect now and then, so that load
+/// spreads onto replicas that started after the client connected.
+pub fn builder() -> Server {
+    Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_connection_age(Duration::from_secs(60))
+        .max_connection_age_grace(Duration::from_secs(10))
+}
+
+/// Reflection over the given encoded descriptor sets, plus grpc.health.v1,
+/// so `grpcurl list` and `grpcurl describe` work without proto files.
+pub fn reflection(
+    sets: &[&'static [u8]],
+) -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    ServerError,
+> {
+    let mut builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    for set in sets {
+        builder = builder.register_encoded_file_descriptor_set(set);
+    }
+    Ok(builder.build_v1()?)
+}
+
+/// The health of one server: the whole server ("") and each named service
+/// share one status, which sticks at NOT_SERVING once shutdown began.
+#[derive(Clone)]
+pub struct Health {
+    reporter: HealthReporter,
+    services: Arc<[&'static str]>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health")
+            .field("services", &self.services)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Health {
+    /// The grpc.health.v1 service for these service names, all starting
+    /// NOT_SERVING until `set_serving(true)`.
+    pub async fn new(
+        services: &[&'static str],
+    ) -> (
+        Self,
+        tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+    ) {
+        let (reporter, server) = tonic_health::server::health_reporter();
+        let health = Self {
+            reporter,
+            services: services.into(),
+            stopping: Arc::new(AtomicBool::new(false)),
+        };
+        health.publish(ServingStatus::NotServing).await;
+        (health, server)
+    }
+
+    /// Reports SERVING or NOT_SERVING; ignored once shutdown has begun.
+    pub async fn set_serving(&self, serving: bool) {
+        if self.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        let status = if serving {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        self.publish(status).await;
+    }
+
+    /// Reports NOT_SERVING for good.
+    pub async fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.publish(ServingStatus::NotServing).await;
+    }
+
+    async fn publish(&self, status: ServingStatus) {
+        self.reporter.set_service_status("", status).await;
+        for name in self.services.iter() {
+            self.reporter.set_service_status(*name, status).await;
+        }
+    }
+}
+
+/// The shared shutdown signal: fires once, on SIGTERM, SIGINT or `trigger`.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    tx: watch::Sender<bool>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shutdown {
+    /// A signal nobody has fired yet.
+    pub fn new() -> Self {
+        Self {
+            tx: watch::Sender::new(false),
+        }
+    }
+
+    /// Fires on SIGTERM or SIGINT, after marking every service NOT_SERVING.
+    pub fn on_signals(health: Health) -> Result<Self, ServerError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(ServerError::Signal)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(ServerError::Signal)?;
+        let shutdown = Self::new();
+        let fire = shutdown.clone();
+        tokio::spawn(async move {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+                () = fire.wait() => return,
+            };
+            tracing::info!(signal = name, "shutting down: NOT_SERVING, then draining");
+            health.stop().await;
+            fire.trigger();
+        });
+        Ok(shutdown)
+    }
+
+    /// Fires the signal (tests, or a fatal error elsewhere).
+    pub fn trigger(&self) {
+        self.tx.send_replace(true);
+    }
+
+    /// Whether the signal has fired.
+    pub fn fired(&self) -> bool {
+        *self.tx.borrow()
+    }
+
+    /// Resolves once the signal has fired.
+    pub fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.tx.subscribe();
+        async move {
+            let _ = rx.wait_for(|fired| *fired).await;
+        }
+    }
+}
+
+/// Runs `serving` (a server built with `serve_with_incoming_shutdown(..,
+/// shutdown.wait())`) to the end, but once the shutdown has fired waits at
+/// most `grace` for in-flight calls to drain.
+pub async fn run(
+    serving: impl Future<Output = Result<(), tonic::transport::Error>>,
+    shutdown: &Shutdown,
+    grace: Duration,
+) -> Result<(), ServerError> {
+    tokio::pin!(serving);
+    tokio::select! {
+        result = &mut serving => return Ok(result?),
+        () = shutdown.wait() => {}
+    }
+    match tokio::time::timeout(grace, serving).await {
+        Ok(result) => Ok(result?),
+        Err(_) => {
+            tracing::warn!(?grace, "grace period over; exiting with calls still in flight");
+            Ok(())
+        }
+    }
+}
+
+/// The address a listener actually got (useful with port 0).
+pub fn local_addr(listener: &TcpListener) -> Result<SocketAddr, ServerError> {
+    listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: "<bound listener>".into(),
+        source,
+    })
+}

@@ -1,0 +1,1 @@
+pub mod shard_map;

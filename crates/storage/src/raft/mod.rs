@@ -1,0 +1,12 @@
+//! One shard's Raft group: types, the log store, the state machine and its
+//! snapshots, the node-to-node network over gRPC and its server side.
+
+pub mod apply;
+pub mod log_store;
+pub mod network;
+pub mod service;
+pub mod snapshot;
+pub mod state_machine;
+pub mod types;
+
+pub use types::*;

@@ -1,0 +1,259 @@
+//! The Raft state machine over any `Engine`, with snapshots as files.
+//!
+//! Applies are committed without fsync (the log already holds every
+//! committed entry durably; after a crash openraft re-applies what the
+//! engine lost), except every `sync_every` applies and before a snapshot,
+//! which must never be older on disk than the log it lets openraft purge.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use openraft::storage::RaftStateMachine;
+use openraft::{OptionalSend, RaftSnapshotBuilder, StorageIOError};
+
+use super::apply::apply_entries;
+use super::snapshot::{SnapshotDir, read_header, read_items};
+use super::types::{
+    Entry, LogId, ProposalOutcome, Snapshot, SnapshotMeta, StorageIoError, StoredMembership,
+    TypeConfig,
+};
+use crate::engine::{Engine, EngineError};
+
+type IoResult<T> = Result<T, StorageIoError>;
+
+fn sm_err(e: EngineError) -> StorageIoError {
+    StorageIOError::write_state_machine(&e).into()
+}
+
+fn snap_err(e: impl std::error::Error + 'static) -> StorageIoError {
+    StorageIOError::write_snapshot(None, &e).into()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::new("blocking task", e))?
+}
+
+/// One replica's state machine.
+#[derive(Debug)]
+pub struct StateMachine<E: Engine> {
+    engine: Arc<E>,
+    snapshots: SnapshotDir,
+    receiving: Option<PathBuf>,
+    sync_every: u64,
+    applied_since_sync: u64,
+}
+
+impl<E: Engine> StateMachine<E> {
+    /// A state machine over `engine`, keeping snapshots in `snapshots`,
+    /// fsyncing the engine at least every `sync_every` applies.
+    pub fn new(engine: Arc<E>, snapshots: SnapshotDir, sync_every: u64) -> Self {
+        Self {
+            engine,
+            snapshots,
+            receiving: None,
+            sync_every: sync_every.max(1),
+            applied_since_sync: 0,
+        }
+    }
+}
+
+/// Builds snapshot files from a consistent view of the engine.
+#[derive(Debug)]
+pub struct SnapshotBuilder<E: Engine> {
+    engine: Arc<E>,
+    snapshots: SnapshotDir,
+}
+
+fn snapshot_id(last: Option<LogId>) -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("{:020}-{millis}", last.map_or(0, |l| l.index))
+}
+
+impl<E: Engine> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<E> {
+    async fn build_snapshot(&mut self) -> IoResult<Snapshot> {
+        let engine = self.engine.clone();
+        let snapshots = self.snapshots.clone();
+        let (meta, path) = blocking(move || {
+            // Durable first: the snapshot lets openraft purge the log.
+            engine.sync()?;
+            let view = engine.read()?;
+            let state = view.meta()?;
+            let meta = SnapshotMeta {
+                last_log_id: state.last_applied,
+                last_membership: state.membership,
+                snapshot_id: snapshot_id(state.last_applied),
+            };
+            let path = snapshots.write(view.as_ref(), meta.clone())?;
+            Ok((meta, path))
+        })
+        .await
+        .map_err(snap_err)?;
+        let file = tokio::fs::File::open(path).await.map_err(snap_err)?;
+        tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        })
+    }
+}
+
+impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
+    type SnapshotBuilder = SnapshotBuilder<E>;
+
+    async fn applied_state(&mut self) -> IoResult<(Option<LogId>, StoredMembership)> {
+        let meta = self.engine.read().and_then(|v| v.meta()).map_err(sm_err)?;
+        Ok((meta.last_applied, meta.membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> IoResult<Vec<ProposalOutcome>>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        self.applied_since_sync += entries.len() as u64;
+        let durable = self.applied_since_sync >= self.sync_every;
+        if durable {
+            self.applied_since_sync = 0;
+        }
+        let engine = self.engine.clone();
+        blocking(move || apply_entries(engine.as_ref(), entries, durable))
+            .await
+            .map_err(sm_err)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            engine: self.engine.clone(),
+            snapshots: self.snapshots.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> IoResult<Box<tokio::fs::File>> {
+        if let Some(stale) = self.receiving.take() {
+            let _ = tokio::fs::remove_file(stale).await;
+        }
+        let path = self.snapshots.temp_path();
+        let file = tokio::fs::File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(snap_err)?;
+        self.receiving = Some(path);
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> IoResult<()> {
+        // Read from the handle we are given (not from our temp file): it is
+        // the snapshot's data wherever it came from. Copy it to a file of
+        // our own, which becomes the current snapshot once installed.
+        if let Some(received) = self.receiving.take() {
+            let _ = tokio::fs::remove_file(received).await;
+        }
+        let path = self.snapshots.temp_path();
+        copy_to(*snapshot, &path).await.map_err(snap_err)?;
+        let engine = self.engine.clone();
+        let snapshots = self.snapshots.clone();
+        let meta = meta.clone();
+        blocking(move || install(engine.as_ref(), &snapshots, &path, &meta))
+            .await
+            .map_err(snap_err)
+    }
+
+    async fn get_current_snapshot(&mut self) -> IoResult<Option<Snapshot>> {
+        let Some((header, path)) = self.snapshots.current().map_err(snap_err)? else {
+            return Ok(None);
+        };
+        let file = tokio::fs::File::open(path).await.map_err(snap_err)?;
+        Ok(Some(Snapshot {
+            meta: header.snapshot,
+            snapshot: Box::new(file),
+        }))
+    }
+}
+
+/// Copies a snapshot handle, from its start, into a durable file at `path`.
+async fn copy_to(mut source: tokio::fs::File, path: &std::path::Path) -> std::io::Result<()> {
+    use tokio::io::AsyncSeekExt;
+    source.seek(std::io::SeekFrom::Start(0)).await?;
+    let mut target = tokio::fs::File::create(path).await?;
+    tokio::io::copy(&mut source, &mut target).await?;
+    target.sync_all().await
+}
+
+/// Replaces the engine's contents with a received snapshot file, then keeps
+/// the file as the current snapshot.
+fn install(
+    engine: &dyn Engine,
+    snapshots: &SnapshotDir,
+    path: &std::path::Path,
+    meta: &SnapshotMeta,
+) -> Result<(), EngineError> {
+    let mut input = std::io::BufReader::new(
+        std::fs::File::open(path).map_err(|e| EngineError::new("open received snapshot", e))?,
+    );
+    let header = read_header(&mut input)?;
+    if header.snapshot.last_log_id != meta.last_log_id
+        || header.state.last_applied != meta.last_log_id
+    {
+        return Err(EngineError(format!(
+            "received snapshot {} does not match its metadata",
+            meta.snapshot_id
+        )));
+    }
+    engine.replace_all(&mut read_items(input, header.state.keys), &header.state)?;
+    snapshots.publish(path, &meta.snapshot_id)?;
+    tracing::info!(snapshot = %meta.snapshot_id, keys = header.state.keys, "installed snapshot");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::testing::{StoreBuilder, Suite};
+
+    use super::*;
+    use crate::engine::memory::MemEngine;
+    use crate::engine::redb::RedbEngine;
+    use crate::raft::log_store::LogStore;
+
+    struct Builder<F>(F);
+
+    impl<E: Engine, F: Fn(&std::path::Path) -> E + Send + Sync> StoreBuilder<TypeConfig, LogStore, StateMachine<E>, tempfile::TempDir>
+        for Builder<F>
+    {
+        async fn build(&self) -> IoResult<(tempfile::TempDir, LogStore, StateMachine<E>)> {
+            let dir = tempfile::tempdir().map_err(snap_err)?;
+            let log = LogStore::open(&dir.path().join("log.redb"))?;
+            let snapshots = SnapshotDir::open(dir.path().join("snapshots")).map_err(snap_err)?;
+            let sm = StateMachine::new(Arc::new((self.0)(dir.path())), snapshots, 64);
+            Ok((dir, log, sm))
+        }
+    }
+
+    // openraft's own storage conformance suite, once per engine. It builds
+    // its own runtime, so these are plain #[test]s.
+    #[test]
+    fn openraft_suite_with_redb_engine() {
+        Suite::test_all(Builder(|dir: &std::path::Path| {
+            RedbEngine::open(&dir.join("state.redb")).expect("open engine")
+        }))
+        .expect("suite");
+    }
+
+    #[test]
+    fn openraft_suite_with_memory_engine() {
+        Suite::test_all(Builder(|_: &std::path::Path| MemEngine::new())).expect("suite");
+    }
+}

@@ -1,0 +1,93 @@
+//! What a shard's Raft log carries: proposals of conditional write batches,
+//! and what applying them returns.
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+/// A replica's Raft node id: its replica id in the shard map (1-based).
+pub type NodeId = u64;
+
+/// The Raft node descriptor: where the replica's gRPC server listens.
+pub type Node = openraft::BasicNode;
+
+openraft::declare_raft_types!(
+    /// openraft's type configuration for one shard's Raft group.
+    pub TypeConfig:
+        D = Proposal,
+        R = ProposalOutcome,
+        NodeId = NodeId,
+        Node = Node,
+        SnapshotData = tokio::fs::File,
+);
+
+// declare_raft_types! names `Cursor` in its defaults even when they are
+// overridden; keep it in scope.
+#[allow(dead_code)]
+type _CursorInScope = Cursor<Vec<u8>>;
+
+/// One Raft log entry's payload: the write batches the proposer gathered
+/// while the previous entry was being appended (group commit).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub writes: Vec<WriteBatch>,
+}
+
+/// An atomic conditional batch inside one partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteBatch {
+    pub partition: String,
+    pub conditions: Vec<Condition>,
+    pub mutations: Vec<Mutation>,
+}
+
+/// The item (table, key) of the batch's partition must have this version
+/// (0 = must not exist).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Condition {
+    pub table: String,
+    pub key: Vec<u8>,
+    pub expected_version: u64,
+}
+
+/// Put (Some) or delete (None) one item of the batch's partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mutation {
+    pub table: String,
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// A condition that did not hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConditionFailure {
+    pub table: String,
+    pub key: Vec<u8>,
+    pub expected_version: u64,
+    pub actual_version: u64,
+}
+
+/// What applying one write batch did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WriteOutcome {
+    /// Every mutation was written at this revision.
+    Applied { revision: u64 },
+    /// Nothing was written.
+    Rejected { failures: Vec<ConditionFailure> },
+}
+
+/// One outcome per write batch of the proposal, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProposalOutcome {
+    pub outcomes: Vec<WriteOutcome>,
+}
+
+/// Shorthands for openraft's generic types over this config.
+pub type LogId = openraft::LogId<NodeId>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, Node>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Node>;
+pub type Snapshot = openraft::Snapshot<TypeConfig>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type StorageIoError = openraft::StorageError<NodeId>;
+pub type Raft = openraft::Raft<TypeConfig>;
