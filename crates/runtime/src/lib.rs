@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod deadline;
 pub mod healthcheck;
 pub mod server;
 pub mod telemetry;

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tonic_health::ServingStatus;
-use tonic_health::server::HealthReporter;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::{HealthReporter, HealthService};
 
 /// Why a server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -63,22 +64,32 @@ pub fn builder() -> Server {
         .max_connection_age_grace(Duration::from_secs(10))
 }
 
-/// Reflection over the given encoded descriptor sets, plus grpc.health.v1,
-/// so `grpcurl list` and `grpcurl describe` work without proto files.
+/// Server reflection, v1 and v1alpha (grpcurl up to 1.8 speaks only
+/// v1alpha), over the given encoded descriptor sets plus grpc.health.v1, so
+/// `grpcurl list` and `grpcurl describe` work without proto files.
+#[allow(clippy::type_complexity)]
 pub fn reflection(
     sets: &[&'static [u8]],
 ) -> Result<
-    tonic_reflection::server::v1::ServerReflectionServer<
-        impl tonic_reflection::server::v1::ServerReflection,
-    >,
+    (
+        tonic_reflection::server::v1::ServerReflectionServer<
+            impl tonic_reflection::server::v1::ServerReflection,
+        >,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<
+            impl tonic_reflection::server::v1alpha::ServerReflection,
+        >,
+    ),
     ServerError,
 > {
-    let mut builder = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-    for set in sets {
-        builder = builder.register_encoded_file_descriptor_set(set);
-    }
-    Ok(builder.build_v1()?)
+    let builder = || {
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        for set in sets {
+            builder = builder.register_encoded_file_descriptor_set(set);
+        }
+        builder
+    };
+    Ok((builder().build_v1()?, builder().build_v1alpha()?))
 }
 
 /// The health of one server: the whole server ("") and each named service
@@ -99,22 +110,21 @@ impl std::fmt::Debug for Health {
 }
 
 impl Health {
-    /// The grpc.health.v1 service for these service names, all starting
-    /// NOT_SERVING until `set_serving(true)`.
-    pub async fn new(
-        services: &[&'static str],
-    ) -> (
-        Self,
-        tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
-    ) {
-        let (reporter, server) = tonic_health::server::health_reporter();
+    /// Health for these service names, all starting NOT_SERVING until
+    /// `set_serving(true)`.
+    pub async fn new(services: &[&'static str]) -> Self {
         let health = Self {
-            reporter,
+            reporter: HealthReporter::new(),
             services: services.into(),
             stopping: Arc::new(AtomicBool::new(false)),
         };
         health.publish(ServingStatus::NotServing).await;
-        (health, server)
+        health
+    }
+
+    /// The grpc.health.v1 service that reports this health.
+    pub fn service(&self) -> HealthServer<HealthService> {
+        HealthServer::new(HealthService::from_health_reporter(self.reporter.clone()))
     }
 
     /// Reports SERVING or NOT_SERVING; ignored once shutdown has begun.

@@ -1,1 +1,2 @@
 pub mod shard_map;
+pub mod wire_errors;

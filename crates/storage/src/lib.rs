@@ -1,6 +1,180 @@
 //! Anatomy's storage service: a partitioned key-value store whose every
 //! shard is an openraft group with its log and state machine in redb.
+//!
+//! - `engine`: the state machine's storage behind a trait (redb, memory).
+//! - `raft`: the Raft log, state machine, snapshots and network.
+//! - `proposer` / `reads`: group commit for writes, coalesced linearizable reads.
+//! - `fence`: WRONG_SHARD fencing by shard-map version and slot.
+//! - `kv` / `admin`: the gRPC services; `node` wires one replica together.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod config;
 pub mod engine;
+pub mod error;
+pub mod fence;
+pub mod kv;
+pub mod node;
+pub mod proposer;
 pub mod raft;
+pub mod reads;
+
+use std::time::Duration;
+
+use anatomy_proto::storage::v1::FILE_DESCRIPTOR_SET;
+use anatomy_proto::storage::v1::admin_server::AdminServer;
+use anatomy_proto::storage::v1::kv_server::KvServer;
+use anatomy_proto::storage::v1::raft_server::RaftServer;
+use anatomy_runtime::server::{self, ServerError};
+use anatomy_runtime::{Health, Shutdown};
+use storage_client::shard_map::{ShardMap, ShardMapError};
+use tokio::net::TcpListener;
+
+use crate::config::StorageArgs;
+use crate::node::{NodeConfig, RaftTuning, StartError, StorageNode};
+use crate::proposer::ProposerLimits;
+use crate::raft::network::MAX_MESSAGE_BYTES;
+
+/// The health service name readiness is reported under (and "").
+pub const HEALTH_SERVICE: &str = "anatomy.storage.v1.Kv";
+
+/// Why the storage service stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    ShardMap(#[from] ShardMapError),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
+/// The shard map from `--shard-map`, or a one-node map at the listen address.
+pub fn load_map(args: &StorageArgs) -> Result<ShardMap, ShardMapError> {
+    match &args.shard_map {
+        Some(path) => ShardMap::load(path),
+        None => Ok(ShardMap::single(
+            args.listen
+                .as_deref()
+                .unwrap_or(&format!("127.0.0.1:{}", config::DEFAULT_PORT)),
+        )),
+    }
+}
+
+/// The node configuration the flags describe.
+pub fn node_config(args: &StorageArgs, map: ShardMap) -> NodeConfig {
+    NodeConfig {
+        map,
+        shard: args.shard,
+        replica: args.replica,
+        data_dir: args.data_dir(),
+        raft: RaftTuning {
+            heartbeat: args.raft.raft_heartbeat,
+            election_min: args.raft.raft_election_min,
+            election_max: args.raft.raft_election_max,
+            snapshot_every: args.raft.snapshot_every,
+            keep_logs: args.raft.keep_logs,
+            sync_every: args.raft.sync_every,
+        },
+        limits: ProposerLimits {
+            queue_depth: args.proposer.write_queue,
+            max_batches_per_entry: args.proposer.max_batches_per_entry,
+            max_entry_bytes: args.proposer.max_entry_bytes,
+            max_in_flight: args.proposer.max_in_flight,
+        },
+    }
+}
+
+/// The address this node listens on.
+pub fn listen_addr(args: &StorageArgs, map: &ShardMap) -> String {
+    args.listen.clone().unwrap_or_else(|| {
+        map.shard(args.shard)
+            .and_then(|s| s.replica(args.replica))
+            .map_or_else(
+                || format!("127.0.0.1:{}", config::DEFAULT_PORT),
+                |r| config::listen_for(&r.addr),
+            )
+    })
+}
+
+/// Runs a storage node from its flags until SIGTERM/SIGINT.
+pub async fn run(args: StorageArgs) -> Result<(), RunError> {
+    let map = load_map(&args)?;
+    let listener = server::bind(&listen_addr(&args, &map)).await?;
+    let health = Health::new(&[HEALTH_SERVICE]).await;
+    let shutdown = Shutdown::on_signals(health.clone())?;
+    let options = ServeOptions {
+        request_timeout: args.request_timeout,
+        shutdown_grace: args.common.shutdown_grace,
+    };
+    let node = StorageNode::start(node_config(&args, map)).await?;
+    serve(node, listener, options, health, shutdown).await
+}
+
+/// Settings of the gRPC side.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    pub request_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+/// Serves a started node on `listener` until `shutdown` fires; then stops
+/// Raft and makes the state machine durable.
+pub async fn serve(
+    node: StorageNode,
+    listener: TcpListener,
+    options: ServeOptions,
+    health: Health,
+    shutdown: Shutdown,
+) -> Result<(), RunError> {
+    let addr = server::local_addr(&listener)?;
+    let health_service = health.service();
+    tokio::spawn(track_readiness(node.clone(), health));
+    let init = node.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(e) = init.initialize().await {
+            tracing::error!(error = %e, "cannot form the Raft group; shutting down");
+            stop.trigger();
+        }
+    });
+    let (reflection, reflection_alpha) = server::reflection(&[FILE_DESCRIPTOR_SET, tonic_types::pb::FILE_DESCRIPTOR_SET])?;
+    let serving = server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(KvServer::new(kv::KvService::new(node.clone(), options.request_timeout)))
+        .add_service(
+            RaftServer::new(raft::service::RaftService::new(node.shard().id, node.me.id, node.raft.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(AdminServer::new(admin::AdminService::new(node.clone())))
+        .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait());
+    tracing::info!(%addr, shard = node.shard().id, replica = node.me.id, "storage listening");
+    let result = server::run(serving, &shutdown, options.shutdown_grace).await;
+    node.shutdown().await;
+    tracing::info!("storage stopped");
+    Ok(result?)
+}
+
+/// SERVING exactly while the replica knows its group's leader: a replica
+/// that cannot reach a leader cannot serve anything.
+async fn track_readiness(node: StorageNode, health: Health) {
+    let mut metrics = node.raft.metrics();
+    let mut last = None;
+    loop {
+        let ready = {
+            let m = metrics.borrow_and_update();
+            m.current_leader.is_some() && m.state != openraft::ServerState::Shutdown
+        };
+        if last != Some(ready) {
+            health.set_serving(ready).await;
+            tracing::info!(ready, leader = ?node.raft.metrics().borrow().current_leader, "readiness changed");
+            last = Some(ready);
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}

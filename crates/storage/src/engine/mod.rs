@@ -66,7 +66,7 @@ pub type KeyValue = (Vec<u8>, Stored);
 pub type ItemIter<'a> = Box<dyn Iterator<Item = Result<KeyValue, EngineError>> + Send + 'a>;
 
 /// An engine failure: an I/O or corruption problem, never bad input.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("storage engine: {0}")]
 pub struct EngineError(pub String);
 

@@ -1,0 +1,198 @@
+//! One storage replica: its Raft group member, state machine, proposer and
+//! read barrier, wired together from the shard map.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{InitializeError, RaftError};
+use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
+use storage_client::shard_map::{ReplicaSpec, ShardMap, ShardSpec};
+
+use crate::engine::redb::RedbEngine;
+use crate::engine::{Engine, Meta};
+use crate::fence::Fence;
+use crate::proposer::{Proposer, ProposerLimits};
+use crate::raft::log_store::LogStore;
+use crate::raft::network::Network;
+use crate::raft::snapshot::SnapshotDir;
+use crate::raft::state_machine::StateMachine;
+use crate::raft::{NodeId, Raft};
+use crate::reads::ReadBarrier;
+
+/// Raft timing and compaction.
+#[derive(Debug, Clone)]
+pub struct RaftTuning {
+    pub heartbeat: Duration,
+    pub election_min: Duration,
+    pub election_max: Duration,
+    pub snapshot_every: u64,
+    pub keep_logs: u64,
+    pub sync_every: u64,
+}
+
+/// Everything a replica needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub map: ShardMap,
+    pub shard: u32,
+    pub replica: u64,
+    pub data_dir: PathBuf,
+    pub raft: RaftTuning,
+    pub limits: ProposerLimits,
+}
+
+/// Why a replica could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("shard {shard} is not in the shard map (it has shards 0..{count})")]
+    NoSuchShard { shard: u32, count: usize },
+    #[error("shard {shard} has no replica {replica} in the shard map")]
+    NoSuchReplica { shard: u32, replica: u64 },
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot open storage: {0}")]
+    Storage(String),
+    #[error("invalid Raft timing: {0}")]
+    Config(#[from] openraft::ConfigError),
+    #[error("Raft failed: {0}")]
+    Raft(String),
+}
+
+/// A running replica.
+#[derive(Clone)]
+pub struct StorageNode {
+    pub fence: Fence,
+    pub me: ReplicaSpec,
+    pub map: Arc<ShardMap>,
+    pub raft: Raft,
+    pub engine: Arc<RedbEngine>,
+    pub proposer: Proposer,
+    pub reads: ReadBarrier,
+}
+
+impl std::fmt::Debug for StorageNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageNode")
+            .field("shard", &self.fence.shard.id)
+            .field("replica", &self.me.id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn raft_config(shard: u32, t: &RaftTuning) -> Result<Config, openraft::ConfigError> {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    Config {
+        cluster_name: format!("anatomy-shard-{shard}"),
+        heartbeat_interval: ms(t.heartbeat),
+        election_timeout_min: ms(t.election_min),
+        election_timeout_max: ms(t.election_max),
+        install_snapshot_timeout: 10_000,
+        max_payload_entries: 64,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(t.snapshot_every.max(1)),
+        max_in_snapshot_log_to_keep: t.keep_logs,
+        ..Config::default()
+    }
+    .validate()
+}
+
+fn storage_err(e: impl std::fmt::Display) -> StartError {
+    StartError::Storage(e.to_string())
+}
+
+fn create_dir(path: &Path) -> Result<(), StartError> {
+    std::fs::create_dir_all(path).map_err(|source| StartError::DataDir {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+impl StorageNode {
+    /// Opens the replica's files and starts its Raft member (not yet
+    /// initialized: see `initialize`).
+    pub async fn start(cfg: NodeConfig) -> Result<Self, StartError> {
+        let shard = cfg.map.shard(cfg.shard).cloned().ok_or(StartError::NoSuchShard {
+            shard: cfg.shard,
+            count: cfg.map.shards.len(),
+        })?;
+        let me = shard.replica(cfg.replica).cloned().ok_or(StartError::NoSuchReplica {
+            shard: cfg.shard,
+            replica: cfg.replica,
+        })?;
+        create_dir(&cfg.data_dir)?;
+        let log = LogStore::open(&cfg.data_dir.join("raft-log.redb")).map_err(storage_err)?;
+        let engine = Arc::new(RedbEngine::open(&cfg.data_dir.join("state.redb")).map_err(storage_err)?);
+        let snapshots = SnapshotDir::open(cfg.data_dir.join("snapshots")).map_err(storage_err)?;
+        let sm = StateMachine::new(engine.clone(), snapshots, cfg.raft.sync_every);
+        let network = Network::new(shard.clone(), cfg.map.version, Duration::from_secs(1));
+        let config = Arc::new(raft_config(shard.id, &cfg.raft)?);
+        let raft = Raft::new(me.id, config, network, log, sm)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        Ok(Self {
+            fence: Fence::new(&cfg.map, &shard),
+            proposer: Proposer::spawn(raft.clone(), shard.clone(), cfg.limits),
+            reads: ReadBarrier::spawn(raft.clone(), shard),
+            me,
+            map: Arc::new(cfg.map),
+            raft,
+            engine,
+        })
+    }
+
+    /// On first start, forms the group from the shard map. Every replica
+    /// does this with the same members, which openraft allows; on a replica
+    /// that already has state it is a no-op.
+    pub async fn initialize(&self) -> Result<(), StartError> {
+        let members: BTreeMap<NodeId, BasicNode> = self
+            .fence
+            .shard
+            .replicas
+            .iter()
+            .map(|r| (r.id, BasicNode::new(&r.addr)))
+            .collect();
+        match self.raft.initialize(members).await {
+            Ok(()) => {
+                tracing::info!(shard = self.fence.shard.id, "formed the Raft group from the shard map");
+                Ok(())
+            }
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(StartError::Raft(e.to_string())),
+        }
+    }
+
+    /// The shard this replica serves.
+    pub fn shard(&self) -> &ShardSpec {
+        &self.fence.shard
+    }
+
+    /// Whether the group has a leader this replica knows of.
+    pub fn has_leader(&self) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        m.current_leader.is_some() && m.state != ServerState::Shutdown
+    }
+
+    /// A consistent read view of the state machine.
+    pub fn engine_view(&self) -> Result<Box<dyn crate::engine::ReadView + '_>, crate::engine::EngineError> {
+        self.engine.read()
+    }
+
+    /// The state machine's metadata (revision, key count, last applied).
+    pub fn state(&self) -> Result<Meta, crate::engine::EngineError> {
+        self.engine.read()?.meta()
+    }
+
+    /// Stops Raft and makes the state machine durable.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "Raft did not shut down cleanly");
+        }
+        if let Err(e) = self.engine.sync() {
+            tracing::warn!(error = %e, "could not fsync the state machine");
+        }
+    }
+}
