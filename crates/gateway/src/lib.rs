@@ -1,1 +1,78 @@
+//! Anatomy's gateway: the edge of the system. It owns the public API
+//! (`anatomy.gateway.v1`), authenticates callers, gives calls a deadline,
+//! and balances them over the business replicas. Stateless.
+#![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod balance;
+pub mod config;
+pub mod ledger;
+
+use anatomy_proto::business::v1::ledger_client::LedgerClient;
+use anatomy_proto::gateway::v1::FILE_DESCRIPTOR_SET;
+use anatomy_proto::gateway::v1::ledger_server::LedgerServer;
+use anatomy_runtime::server::{self, ServerError};
+use anatomy_runtime::{Health, Shutdown};
+use tokio::net::TcpListener;
+
+use crate::auth::{ApiKeyError, ApiKeys, DEV_KEYS};
+use crate::balance::TargetError;
+use crate::config::GatewayArgs;
+use crate::ledger::Gateway;
+
+/// The health service name readiness is reported under (and "").
+pub const HEALTH_SERVICE: &str = "anatomy.gateway.v1.Ledger";
+
+/// Why the gateway stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    ApiKeys(#[from] ApiKeyError),
+    #[error(transparent)]
+    Targets(#[from] TargetError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
+/// The configured API keys, or the development keys with a warning.
+pub fn api_keys(args: &GatewayArgs) -> Result<ApiKeys, ApiKeyError> {
+    match args.api_keys.as_deref() {
+        Some(spec) => ApiKeys::parse(spec),
+        None => {
+            tracing::warn!(
+                "NO API KEYS CONFIGURED: using the development keys {DEV_KEYS}. \
+                 Anyone who knows them can use the ledger. Set --api-keys / ANATOMY_API_KEYS."
+            );
+            ApiKeys::parse(DEV_KEYS)
+        }
+    }
+}
+
+/// Runs the gateway from its flags until SIGTERM/SIGINT.
+pub async fn run(args: GatewayArgs) -> Result<(), RunError> {
+    let listener = server::bind(&args.listen).await?;
+    let health = Health::new(&[HEALTH_SERVICE]).await;
+    let shutdown = Shutdown::on_signals(health.clone())?;
+    serve(&args, listener, health, shutdown).await
+}
+
+/// Serves on `listener` until `shutdown` fires.
+pub async fn serve(args: &GatewayArgs, listener: TcpListener, health: Health, shutdown: Shutdown) -> Result<(), RunError> {
+    let addr = server::local_addr(&listener)?;
+    let keys = api_keys(args)?;
+    let targets = balance::parse_targets(&args.business_addr)?;
+    let (pool, state) = balance::pool(targets, args.resolve_interval, args.balancer_queue);
+    let gateway = Gateway::new(LedgerClient::new(pool), state, args.request_timeout, args.retries);
+    let (reflection, reflection_alpha) = server::reflection(&[FILE_DESCRIPTOR_SET])?;
+    let serving = server::builder()
+        .add_service(health.service())
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(LedgerServer::with_interceptor(gateway, keys))
+        .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait());
+    health.set_serving(true).await;
+    tracing::info!(%addr, business = %args.business_addr, "gateway listening");
+    server::run(serving, &shutdown, args.common.shutdown_grace).await?;
+    tracing::info!("gateway stopped");
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! `business`: the ledger service. See `business --help`.
+#![forbid(unsafe_code)]
+
+use business::config::{Cli, Command};
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::Healthcheck(check)) = &cli.command {
+        let default = cli.service.listen.replace("0.0.0.0:", "127.0.0.1:");
+        anatomy_runtime::healthcheck::run(check, &default).await?;
+        return Ok(());
+    }
+    let _telemetry = anatomy_runtime::telemetry::init("business", cli.service.common.log_format)?;
+    business::run(cli.service).await?;
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! The gateway binary's command line. Every flag has an `ANATOMY_*` env twin.
+
+use std::time::Duration;
+
+use anatomy_runtime::{CommonArgs, HealthcheckArgs, parse_duration};
+use clap::{Args, Parser, Subcommand};
+
+/// The default gRPC port of the gateway.
+pub const DEFAULT_PORT: u16 = 50051;
+
+/// Anatomy gateway: the public Ledger API. Authenticates callers and
+/// balances their calls over the business replicas.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "gateway", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub service: GatewayArgs,
+}
+
+/// Subcommands besides serving (the default).
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Ask a gateway's grpc.health.v1; exit 0 only if it is SERVING.
+    Healthcheck(HealthcheckArgs),
+}
+
+/// How to run the gateway.
+#[derive(Debug, Clone, Args)]
+pub struct GatewayArgs {
+    /// Address to listen on for gRPC.
+    #[arg(long, env = "ANATOMY_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: String,
+
+    /// The business replicas: host:port[,host:port...]. Every address a
+    /// name resolves to is a replica (a headless Service or a compose
+    /// service name), re-resolved every --resolve-interval.
+    #[arg(long, env = "ANATOMY_BUSINESS_ADDR", default_value = "127.0.0.1:50061")]
+    pub business_addr: String,
+
+    /// How often business names are resolved again.
+    #[arg(long, env = "ANATOMY_RESOLVE_INTERVAL", value_parser = parse_duration, default_value = "5s")]
+    pub resolve_interval: Duration,
+
+    /// API keys and their tenants: key=tenant[,key=tenant...]. Without it the
+    /// gateway uses the development keys (dev-key-acme=acme,
+    /// dev-key-globex=globex) and says so loudly.
+    #[arg(long, env = "ANATOMY_API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<String>,
+
+    /// Deadline given to calls whose caller sent none.
+    #[arg(long, env = "ANATOMY_REQUEST_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
+    pub request_timeout: Duration,
+
+    /// Extra attempts for a call that no business replica could answer
+    /// (every Ledger call is safe to repeat).
+    #[arg(long, env = "ANATOMY_RETRIES", default_value_t = 2)]
+    pub retries: u32,
+
+    /// Calls that may wait for a business replica at most.
+    #[arg(long, env = "ANATOMY_BALANCER_QUEUE", default_value_t = 1024)]
+    pub balancer_queue: usize,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_lists_every_env_twin() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        for var in ["ANATOMY_LISTEN", "ANATOMY_BUSINESS_ADDR", "ANATOMY_API_KEYS", "ANATOMY_REQUEST_TIMEOUT"] {
+            assert!(help.contains(var), "{var} missing from --help");
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! `gateway`: the public Ledger API. See `gateway --help`.
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+use gateway::config::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::Healthcheck(check)) = &cli.command {
+        let default = cli.service.listen.replace("0.0.0.0:", "127.0.0.1:");
+        anatomy_runtime::healthcheck::run(check, &default).await?;
+        return Ok(());
+    }
+    let _telemetry = anatomy_runtime::telemetry::init("gateway", cli.service.common.log_format)?;
+    gateway::run(cli.service).await?;
+    Ok(())
+}
