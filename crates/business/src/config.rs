@@ -68,7 +68,12 @@ mod tests {
     fn help_lists_every_env_twin() {
         use clap::CommandFactory;
         let help = Cli::command().render_long_help().to_string();
-        for var in ["ANATOMY_LISTEN", "ANATOMY_SHARD_MAP", "ANATOMY_STORAGE_ADDR", "ANATOMY_REQUEST_TIMEOUT"] {
+        for var in [
+            "ANATOMY_LISTEN",
+            "ANATOMY_SHARD_MAP",
+            "ANATOMY_STORAGE_ADDR",
+            "ANATOMY_REQUEST_TIMEOUT",
+        ] {
             assert!(help.contains(var), "{var} missing from --help");
         }
     }

@@ -65,13 +65,20 @@ pub async fn serve(
     shutdown: Shutdown,
 ) -> Result<(), RunError> {
     let addr = server::local_addr(&listener)?;
-    let ledger = Ledger::new(StorageAccounts::new(storage_client(args)?), SystemClock, args.max_attempts);
+    let ledger = Ledger::new(
+        StorageAccounts::new(storage_client(args)?),
+        SystemClock,
+        args.max_attempts,
+    );
     let (reflection, reflection_alpha) = server::reflection(&[FILE_DESCRIPTOR_SET])?;
     let serving = server::builder()
         .add_service(health.service())
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(LedgerServer::new(LedgerService::new(ledger, args.request_timeout)))
+        .add_service(LedgerServer::new(LedgerService::new(
+            ledger,
+            args.request_timeout,
+        )))
         .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait());
     // Stateless: ready as soon as it listens. Storage trouble shows up per
     // request (UNAVAILABLE), not as an unready replica.

@@ -29,7 +29,10 @@ pub struct ApiKeyError {
 pub struct ApiKeys(Arc<HashMap<String, String>>);
 
 fn valid_tenant(t: &str) -> bool {
-    !t.is_empty() && t.len() <= 64 && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    !t.is_empty()
+        && t.len() <= 64
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 impl ApiKeys {
@@ -70,14 +73,21 @@ impl ApiKeys {
     /// The tenant of a request's `authorization` metadata.
     pub fn authenticate(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Tenant, Status> {
         let value = metadata.get("authorization").ok_or_else(|| {
-            Status::unauthenticated("missing credentials: send metadata 'authorization: Bearer <api key>'")
+            Status::unauthenticated(
+                "missing credentials: send metadata 'authorization: Bearer <api key>'",
+            )
         })?;
         let key = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
-            .ok_or_else(|| Status::unauthenticated("the authorization metadata must be 'Bearer <api key>'"))?;
+            .ok_or_else(|| {
+                Status::unauthenticated("the authorization metadata must be 'Bearer <api key>'")
+            })?;
         self.tenant(key)
             .map(|t| Tenant(t.to_string()))
             .ok_or_else(|| Status::unauthenticated("unknown API key"))
@@ -101,7 +111,8 @@ mod tests {
     fn request(auth: Option<&str>) -> Request<()> {
         let mut r = Request::new(());
         if let Some(a) = auth {
-            r.metadata_mut().insert("authorization", a.parse().expect("ascii"));
+            r.metadata_mut()
+                .insert("authorization", a.parse().expect("ascii"));
         }
         r
     }
@@ -109,9 +120,19 @@ mod tests {
     #[test]
     fn maps_keys_to_tenants() {
         let mut keys = ApiKeys::parse(DEV_KEYS).expect("dev keys");
-        let ok = keys.call(request(Some("Bearer dev-key-acme"))).expect("known key");
-        assert_eq!(ok.extensions().get::<Tenant>(), Some(&Tenant("acme".into())));
-        for bad in [None, Some("Bearer nope"), Some("dev-key-acme"), Some("Basic x")] {
+        let ok = keys
+            .call(request(Some("Bearer dev-key-acme")))
+            .expect("known key");
+        assert_eq!(
+            ok.extensions().get::<Tenant>(),
+            Some(&Tenant("acme".into()))
+        );
+        for bad in [
+            None,
+            Some("Bearer nope"),
+            Some("dev-key-acme"),
+            Some("Basic x"),
+        ] {
             let status = keys.call(request(bad)).expect_err("refused");
             assert_eq!(status.code(), tonic::Code::Unauthenticated, "{bad:?}");
         }

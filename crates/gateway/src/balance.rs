@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use anatomy_runtime::layers::breaker::{Breaker, BreakerConfig};
 use hickory_resolver::TokioResolver;
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -26,6 +27,7 @@ use tower::ServiceBuilder;
 use tower::balance::p2c::Balance;
 use tower::discover::Change;
 use tower::load::{CompleteOnResponse, PendingRequestsDiscover};
+use tower::load_shed::error::Overloaded;
 use tower::util::BoxCloneSyncService;
 
 /// A balanced, cloneable HTTP/2 service over every business replica.
@@ -61,10 +63,19 @@ pub fn parse_targets(spec: &str) -> Result<Vec<Target>, TargetError> {
             if host.is_empty() {
                 return Err(TargetError(s.into()));
             }
-            Ok(Target { host: host.into(), port })
+            Ok(Target {
+                host: host.into(),
+                port,
+            })
         })
         .collect::<Result<Vec<_>, _>>()
-        .and_then(|t| if t.is_empty() { Err(TargetError(spec.into())) } else { Ok(t) })
+        .and_then(|t| {
+            if t.is_empty() {
+                Err(TargetError(spec.into()))
+            } else {
+                Ok(t)
+            }
+        })
 }
 
 /// What the pool's discovery task shares with the request path.
@@ -87,21 +98,52 @@ impl PoolState {
 }
 
 /// Builds the pool and starts its discovery task.
-pub fn pool(targets: Vec<Target>, every: Duration, queue: usize) -> (Pool, Arc<PoolState>) {
+///
+/// The stack, outside in: a bounded queue (callers share one balancer);
+/// load shedding (when no replica is ready, fail now with UNAVAILABLE
+/// instead of waiting out the deadline); p2c over in-flight counts; and
+/// per replica a circuit breaker, so a dead replica — which fails fast and
+/// so looks least loaded — leaves the ready set instead of drawing calls.
+pub fn pool(
+    targets: Vec<Target>,
+    every: Duration,
+    queue: usize,
+    breaker: BreakerConfig,
+) -> (Pool, Arc<PoolState>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let state = Arc::new(PoolState::default());
-    tokio::spawn(discover(targets, every, tx, state.clone()));
-    let discover = PendingRequestsDiscover::new(UnboundedReceiverStream::new(rx), CompleteOnResponse::default());
+    tokio::spawn(discover(targets, every, breaker, tx, state.clone()));
+    let discover = PendingRequestsDiscover::new(
+        UnboundedReceiverStream::new(rx),
+        CompleteOnResponse::default(),
+    );
     let balanced = ServiceBuilder::new()
-        .map_err(PoolError)
+        .map_err(pool_error)
         .buffer(queue.max(1))
+        .load_shed()
         .service(Balance::new(discover));
     (BoxCloneSyncService::new(balanced), state)
 }
 
-type Changes = mpsc::UnboundedSender<Result<Change<SocketAddr, Channel>, Infallible>>;
+fn pool_error(e: BoxError) -> PoolError {
+    if e.is::<Overloaded>() {
+        // tonic finds a Status in the error's source chain and uses it.
+        return PoolError(Box::new(tonic::Status::unavailable(
+            "no business replica is ready (all unreachable or still being discovered)",
+        )));
+    }
+    PoolError(e)
+}
 
-async fn discover(targets: Vec<Target>, every: Duration, tx: Changes, state: Arc<PoolState>) {
+type Changes = mpsc::UnboundedSender<Result<Change<SocketAddr, Breaker<Channel>>, Infallible>>;
+
+async fn discover(
+    targets: Vec<Target>,
+    every: Duration,
+    breaker: BreakerConfig,
+    tx: Changes,
+    state: Arc<PoolState>,
+) {
     let resolver = match TokioResolver::builder_tokio().and_then(|b| {
         let mut b = b;
         b.options_mut().cache_size = 0;
@@ -120,7 +162,7 @@ async fn discover(targets: Vec<Target>, every: Duration, tx: Changes, state: Arc
             match channel(*addr) {
                 Ok(c) => {
                     tracing::info!(%addr, "business replica added");
-                    let _ = tx.send(Ok(Change::Insert(*addr, c)));
+                    let _ = tx.send(Ok(Change::Insert(*addr, Breaker::new(c, breaker))));
                 }
                 Err(e) => tracing::warn!(%addr, error = %e, "cannot use business address"),
             }
@@ -195,7 +237,13 @@ mod tests {
     #[test]
     fn parses_target_lists() {
         let t = parse_targets("127.0.0.1:50061, business:50061").expect("valid");
-        assert_eq!(t[1], Target { host: "business".into(), port: 50061 });
+        assert_eq!(
+            t[1],
+            Target {
+                host: "business".into(),
+                port: 50061
+            }
+        );
         assert!(parse_targets("business").is_err());
         assert!(parse_targets("business:x").is_err());
         assert!(parse_targets("").is_err());
@@ -203,7 +251,10 @@ mod tests {
 
     #[test]
     fn dotted_names_are_absolute() {
-        assert_eq!(fqdn("business.anatomy.svc.cluster.local"), "business.anatomy.svc.cluster.local.");
+        assert_eq!(
+            fqdn("business.anatomy.svc.cluster.local"),
+            "business.anatomy.svc.cluster.local."
+        );
         assert_eq!(fqdn("business"), "business");
     }
 }

@@ -54,13 +54,24 @@ pub struct GatewayArgs {
     pub request_timeout: Duration,
 
     /// Extra attempts for a call that no business replica could answer
-    /// (every Ledger call is safe to repeat).
-    #[arg(long, env = "ANATOMY_RETRIES", default_value_t = 2)]
+    /// (every Ledger call is safe to repeat). Keep it above
+    /// --breaker-failures, so a dead replica's breaker opens before the
+    /// attempts run out and the last ones reach a live replica.
+    #[arg(long, env = "ANATOMY_RETRIES", default_value_t = 3)]
     pub retries: u32,
 
     /// Calls that may wait for a business replica at most.
     #[arg(long, env = "ANATOMY_BALANCER_QUEUE", default_value_t = 1024)]
     pub balancer_queue: usize,
+
+    /// Consecutive failed calls to one business replica that open its
+    /// circuit breaker (the replica gets no calls while open).
+    #[arg(long, env = "ANATOMY_BREAKER_FAILURES", default_value_t = 2)]
+    pub breaker_failures: u32,
+
+    /// How long an open breaker keeps its replica out before one probe call.
+    #[arg(long, env = "ANATOMY_BREAKER_OPEN_FOR", value_parser = parse_duration, default_value = "2s")]
+    pub breaker_open_for: Duration,
 
     #[command(flatten)]
     pub common: CommonArgs,
@@ -74,7 +85,12 @@ mod tests {
     fn help_lists_every_env_twin() {
         use clap::CommandFactory;
         let help = Cli::command().render_long_help().to_string();
-        for var in ["ANATOMY_LISTEN", "ANATOMY_BUSINESS_ADDR", "ANATOMY_API_KEYS", "ANATOMY_REQUEST_TIMEOUT"] {
+        for var in [
+            "ANATOMY_LISTEN",
+            "ANATOMY_BUSINESS_ADDR",
+            "ANATOMY_API_KEYS",
+            "ANATOMY_REQUEST_TIMEOUT",
+        ] {
             assert!(help.contains(var), "{var} missing from --help");
         }
     }

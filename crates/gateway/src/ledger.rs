@@ -38,7 +38,12 @@ pub struct Gateway {
 
 impl Gateway {
     /// Serves over `client`; `retries` extra attempts for unreachable replicas.
-    pub fn new(client: LedgerClient<Pool>, pool: Arc<PoolState>, default_timeout: Duration, retries: u32) -> Self {
+    pub fn new(
+        client: LedgerClient<Pool>,
+        pool: Arc<PoolState>,
+        default_timeout: Duration,
+        retries: u32,
+    ) -> Self {
         Self {
             client,
             pool,
@@ -59,7 +64,9 @@ impl Gateway {
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(Status::deadline_exceeded(format!("no answer within {budget:?}")));
+                return Err(Status::deadline_exceeded(format!(
+                    "no answer within {budget:?}"
+                )));
             }
             let mut request = Request::new(message.clone());
             // Pass the remaining budget on: the business service stops
@@ -80,7 +87,8 @@ impl Gateway {
             }
             self.pool.report_failure();
             attempt += 1;
-            let pause = Duration::from_millis(20 << attempt.min(5)).mul_f64(rand::rng().random::<f64>());
+            let pause =
+                Duration::from_millis(20 << attempt.min(5)).mul_f64(rand::rng().random::<f64>());
             tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
         }
     }
@@ -134,24 +142,34 @@ impl Ledger for Gateway {
             account_id: r.account_id,
         };
         let account = self
-            .forward(budget, message, |mut c, req| Box::pin(async move { c.create_account(req).await }))
+            .forward(budget, message, |mut c, req| {
+                Box::pin(async move { c.create_account(req).await })
+            })
             .await?;
         Ok(Response::new(to_api(account)))
     }
 
-    async fn get_account(&self, request: Request<api::GetAccountRequest>) -> Result<Response<api::Account>, Status> {
+    async fn get_account(
+        &self,
+        request: Request<api::GetAccountRequest>,
+    ) -> Result<Response<api::Account>, Status> {
         let (tenant, budget) = (tenant(&request)?, self.budget(&request));
         let message = biz::GetAccountRequest {
             tenant,
             account_id: request.into_inner().account_id,
         };
         let account = self
-            .forward(budget, message, |mut c, req| Box::pin(async move { c.get_account(req).await }))
+            .forward(budget, message, |mut c, req| {
+                Box::pin(async move { c.get_account(req).await })
+            })
             .await?;
         Ok(Response::new(to_api(account)))
     }
 
-    async fn deposit(&self, request: Request<api::DepositRequest>) -> Result<Response<api::Account>, Status> {
+    async fn deposit(
+        &self,
+        request: Request<api::DepositRequest>,
+    ) -> Result<Response<api::Account>, Status> {
         let (tenant, budget) = (tenant(&request)?, self.budget(&request));
         let r = request.into_inner();
         let message = biz::MoveMoneyRequest {
@@ -161,12 +179,17 @@ impl Ledger for Gateway {
             amount: r.amount,
         };
         let account = self
-            .forward(budget, message, |mut c, req| Box::pin(async move { c.deposit(req).await }))
+            .forward(budget, message, |mut c, req| {
+                Box::pin(async move { c.deposit(req).await })
+            })
             .await?;
         Ok(Response::new(to_api(account)))
     }
 
-    async fn withdraw(&self, request: Request<api::WithdrawRequest>) -> Result<Response<api::Account>, Status> {
+    async fn withdraw(
+        &self,
+        request: Request<api::WithdrawRequest>,
+    ) -> Result<Response<api::Account>, Status> {
         let (tenant, budget) = (tenant(&request)?, self.budget(&request));
         let r = request.into_inner();
         let message = biz::MoveMoneyRequest {
@@ -176,7 +199,9 @@ impl Ledger for Gateway {
             amount: r.amount,
         };
         let account = self
-            .forward(budget, message, |mut c, req| Box::pin(async move { c.withdraw(req).await }))
+            .forward(budget, message, |mut c, req| {
+                Box::pin(async move { c.withdraw(req).await })
+            })
             .await?;
         Ok(Response::new(to_api(account)))
     }

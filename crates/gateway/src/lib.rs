@@ -11,6 +11,7 @@ pub mod ledger;
 use anatomy_proto::business::v1::ledger_client::LedgerClient;
 use anatomy_proto::gateway::v1::FILE_DESCRIPTOR_SET;
 use anatomy_proto::gateway::v1::ledger_server::LedgerServer;
+use anatomy_runtime::layers::breaker::BreakerConfig;
 use anatomy_runtime::server::{self, ServerError};
 use anatomy_runtime::{Health, Shutdown};
 use tokio::net::TcpListener;
@@ -57,12 +58,26 @@ pub async fn run(args: GatewayArgs) -> Result<(), RunError> {
 }
 
 /// Serves on `listener` until `shutdown` fires.
-pub async fn serve(args: &GatewayArgs, listener: TcpListener, health: Health, shutdown: Shutdown) -> Result<(), RunError> {
+pub async fn serve(
+    args: &GatewayArgs,
+    listener: TcpListener,
+    health: Health,
+    shutdown: Shutdown,
+) -> Result<(), RunError> {
     let addr = server::local_addr(&listener)?;
     let keys = api_keys(args)?;
     let targets = balance::parse_targets(&args.business_addr)?;
-    let (pool, state) = balance::pool(targets, args.resolve_interval, args.balancer_queue);
-    let gateway = Gateway::new(LedgerClient::new(pool), state, args.request_timeout, args.retries);
+    let breaker = BreakerConfig {
+        failure_threshold: args.breaker_failures,
+        open_for: args.breaker_open_for,
+    };
+    let (pool, state) = balance::pool(targets, args.resolve_interval, args.balancer_queue, breaker);
+    let gateway = Gateway::new(
+        LedgerClient::new(pool),
+        state,
+        args.request_timeout,
+        args.retries,
+    );
     let (reflection, reflection_alpha) = server::reflection(&[FILE_DESCRIPTOR_SET])?;
     let serving = server::builder()
         .add_service(health.service())

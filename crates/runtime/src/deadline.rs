@@ -40,7 +40,10 @@ mod tests {
     #[test]
     fn parses_every_unit() {
         assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
-        assert_eq!(parse_grpc_timeout("100000u"), Some(Duration::from_millis(100)));
+        assert_eq!(
+            parse_grpc_timeout("100000u"),
+            Some(Duration::from_millis(100))
+        );
         assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
         assert_eq!(parse_grpc_timeout("2M"), Some(Duration::from_secs(120)));
         assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
@@ -55,6 +58,9 @@ mod tests {
         let mut md = MetadataMap::new();
         assert_eq!(budget(&md, Duration::from_secs(3)), Duration::from_secs(3));
         md.insert("grpc-timeout", "250m".parse().expect("ascii"));
-        assert_eq!(budget(&md, Duration::from_secs(3)), Duration::from_millis(250));
+        assert_eq!(
+            budget(&md, Duration::from_secs(3)),
+            Duration::from_millis(250)
+        );
     }
 }

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod deadline;
 pub mod healthcheck;
+pub mod layers;
 pub mod server;
 pub mod telemetry;
 

@@ -9,12 +9,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
@@ -229,7 +229,10 @@ pub async fn run(
     match tokio::time::timeout(grace, serving).await {
         Ok(result) => Ok(result?),
         Err(_) => {
-            tracing::warn!(?grace, "grace period over; exiting with calls still in flight");
+            tracing::warn!(
+                ?grace,
+                "grace period over; exiting with calls still in flight"
+            );
             Ok(())
         }
     }

@@ -41,9 +41,12 @@ impl Drop for TelemetryGuard {
 }
 
 fn otlp_configured() -> bool {
-    ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
-        .iter()
-        .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()))
+    [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()))
 }
 
 /// Installs the global subscriber for `service`. Call once, inside the
@@ -61,7 +64,9 @@ pub fn init(service: &'static str, format: LogFormat) -> Result<TelemetryGuard, 
             .with_writer(std::io::stderr)
             .boxed(),
     };
-    let provider = otlp_configured().then(|| tracer_provider(service)).transpose()?;
+    let provider = otlp_configured()
+        .then(|| tracer_provider(service))
+        .transpose()?;
     let otel = provider
         .as_ref()
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)));

@@ -134,10 +134,12 @@ impl StorageClient {
     }
 
     fn route(&self, shard: ShardId) -> Result<&ShardRoute, StorageError> {
-        self.shards.get(shard as usize).ok_or(StorageError::WrongShard {
-            shard,
-            detail: format!("the shard map has no shard {shard}"),
-        })
+        self.shards
+            .get(shard as usize)
+            .ok_or(StorageError::WrongShard {
+                shard,
+                detail: format!("the shard map has no shard {shard}"),
+            })
     }
 
     fn route_for(&self, partition: &str) -> &ShardRoute {
@@ -215,7 +217,12 @@ impl StorageClient {
     }
 
     /// Runs one call against a shard with leader following and retries.
-    async fn call<T, F, Fut>(&self, shard: &ShardRoute, timeout: Duration, mut op: F) -> Result<T, StorageError>
+    async fn call<T, F, Fut>(
+        &self,
+        shard: &ShardRoute,
+        timeout: Duration,
+        mut op: F,
+    ) -> Result<T, StorageError>
     where
         F: FnMut(KvClient<Channel>, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
@@ -237,7 +244,12 @@ impl StorageClient {
                 }
                 Err(status) => status,
             };
-            last = format!("{}: {:?}: {}", shard.spec.replicas[target].addr, status.code(), status.message());
+            last = format!(
+                "{}: {:?}: {}",
+                shard.spec.replicas[target].addr,
+                status.code(),
+                status.message()
+            );
             match fault(&status) {
                 Fault::NotLeader { leader_addr } => {
                     if let Some(i) = leader_addr.as_deref().and_then(|a| shard.index_of(a))
@@ -268,7 +280,9 @@ impl StorageClient {
                     });
                 }
             }
-            let pause = self.backoff(attempt).min(deadline.saturating_duration_since(Instant::now()));
+            let pause = self
+                .backoff(attempt)
+                .min(deadline.saturating_duration_since(Instant::now()));
             tokio::time::sleep(pause).await;
         }
         Err(StorageError::Unavailable {
@@ -292,7 +306,11 @@ impl StorageClient {
 fn retryable(code: Code) -> bool {
     matches!(
         code,
-        Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded | Code::Unknown | Code::Aborted
+        Code::Unavailable
+            | Code::Cancelled
+            | Code::DeadlineExceeded
+            | Code::Unknown
+            | Code::Aborted
     )
 }
 
@@ -303,10 +321,11 @@ fn with_timeout<T>(message: T, timeout: Duration) -> tonic::Request<T> {
 }
 
 fn connect(addr: &str, connect_timeout: Duration) -> Result<KvClient<Channel>, StorageError> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|e| StorageError::BadAddress {
-        addr: addr.to_string(),
-        detail: e.to_string(),
-    })?;
+    let endpoint =
+        Endpoint::from_shared(format!("http://{addr}")).map_err(|e| StorageError::BadAddress {
+            addr: addr.to_string(),
+            detail: e.to_string(),
+        })?;
     let channel = endpoint
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)

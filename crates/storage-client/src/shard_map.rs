@@ -245,12 +245,17 @@ mod tests {
         // the same CRC-32; these values are pinned so the hash never changes.
         assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
         assert_eq!(slot_of("123456789", 1024), 0xCBF4_3926 % 1024);
-        assert_eq!(slot_of("acme/alice", 1024), crc32fast::hash(b"acme/alice") % 1024);
+        assert_eq!(
+            slot_of("acme/alice", 1024),
+            crc32fast::hash(b"acme/alice") % 1024
+        );
     }
 
     #[test]
     fn uniform_map_covers_every_slot_once() {
-        let map = ShardMap::uniform(3, 3, |s, r| format!("127.0.0.1:{}", 50071 + s * 3 + r as u32));
+        let map = ShardMap::uniform(3, 3, |s, r| {
+            format!("127.0.0.1:{}", 50071 + s * 3 + r as u32)
+        });
         map.validate().expect("valid");
         assert_eq!(map.shards[0].slot_start, 0);
         assert_eq!(map.shards[2].slot_end, 1024);

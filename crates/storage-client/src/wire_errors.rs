@@ -76,7 +76,10 @@ pub fn fault(status: &Status) -> Fault {
             leader_addr: info.metadata.get("leader_addr").cloned(),
         },
         WRONG_SHARD => Fault::WrongShard {
-            node_map_version: info.metadata.get("map_version").and_then(|v| v.parse().ok()),
+            node_map_version: info
+                .metadata
+                .get("map_version")
+                .and_then(|v| v.parse().ok()),
         },
         _ => Fault::Other,
     }
@@ -96,10 +99,18 @@ mod tests {
                 leader_addr: Some("10.0.0.3:50071".into())
             }
         );
-        assert_eq!(fault(&not_leader(2, None, None)), Fault::NotLeader { leader_addr: None });
+        assert_eq!(
+            fault(&not_leader(2, None, None)),
+            Fault::NotLeader { leader_addr: None }
+        );
         let s = wrong_shard("nope".into(), 1, 7);
         assert_eq!(s.code(), Code::FailedPrecondition);
-        assert_eq!(fault(&s), Fault::WrongShard { node_map_version: Some(7) });
+        assert_eq!(
+            fault(&s),
+            Fault::WrongShard {
+                node_map_version: Some(7)
+            }
+        );
         assert_eq!(fault(&Status::unavailable("down")), Fault::Other);
     }
 }

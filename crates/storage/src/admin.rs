@@ -38,7 +38,10 @@ impl AdminService {
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, String> {
-        let mut channels = self.channels.lock().map_err(|_| "channel cache poisoned".to_string())?;
+        let mut channels = self
+            .channels
+            .lock()
+            .map_err(|_| "channel cache poisoned".to_string())?;
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
@@ -141,7 +144,10 @@ pub fn node_status(node: &StorageNode) -> Result<pb::NodeStatus, Status> {
 
 #[tonic::async_trait]
 impl Admin for AdminService {
-    async fn node_status(&self, _: Request<pb::NodeStatusRequest>) -> Result<Response<pb::NodeStatus>, Status> {
+    async fn node_status(
+        &self,
+        _: Request<pb::NodeStatusRequest>,
+    ) -> Result<Response<pb::NodeStatus>, Status> {
         node_status(&self.node).map(Response::new)
     }
 

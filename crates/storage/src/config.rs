@@ -165,7 +165,12 @@ mod tests {
     fn help_lists_every_env_twin() {
         use clap::CommandFactory;
         let help = Cli::command().render_long_help().to_string();
-        for var in ["ANATOMY_SHARD_MAP", "ANATOMY_LISTEN", "ANATOMY_DATA_DIR", "ANATOMY_MAX_IN_FLIGHT"] {
+        for var in [
+            "ANATOMY_SHARD_MAP",
+            "ANATOMY_LISTEN",
+            "ANATOMY_DATA_DIR",
+            "ANATOMY_MAX_IN_FLIGHT",
+        ] {
             assert!(help.contains(var), "{var} missing from --help");
         }
     }

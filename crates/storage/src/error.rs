@@ -71,12 +71,16 @@ pub fn forward_to_leader(
     shard: &storage_client::shard_map::ShardSpec,
     forward: &openraft::error::ForwardToLeader<crate::raft::NodeId, crate::raft::Node>,
 ) -> KvError {
-    let leader_addr = forward.leader_node.as_ref().map(|n| n.addr.clone()).or_else(|| {
-        forward
-            .leader_id
-            .and_then(|id| shard.replica(id))
-            .map(|r| r.addr.clone())
-    });
+    let leader_addr = forward
+        .leader_node
+        .as_ref()
+        .map(|n| n.addr.clone())
+        .or_else(|| {
+            forward
+                .leader_id
+                .and_then(|id| shard.replica(id))
+                .map(|r| r.addr.clone())
+        });
     KvError::NotLeader {
         shard_id: shard.id,
         leader_id: forward.leader_id,

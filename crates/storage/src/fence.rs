@@ -37,7 +37,9 @@ impl Fence {
     /// Checks the route, and the partition's slot when there is one.
     pub fn check(&self, route: Option<&Route>, partition: Option<&str>) -> Result<(), KvError> {
         let route = route.ok_or_else(|| {
-            KvError::InvalidArgument("route is required: set route.shard_id and route.map_version".into())
+            KvError::InvalidArgument(
+                "route is required: set route.shard_id and route.map_version".into(),
+            )
         })?;
         if route.map_version != self.map_version {
             return Err(self.refuse(format!(
@@ -76,20 +78,46 @@ mod tests {
     fn owned_by(fence: &Fence, owner: bool) -> String {
         (0..)
             .map(|i| format!("acme/{i}"))
-            .find(|p| fence.shard.owns(storage_client::shard_map::slot_of(p, fence.slots)) == owner)
+            .find(|p| {
+                fence
+                    .shard
+                    .owns(storage_client::shard_map::slot_of(p, fence.slots))
+                    == owner
+            })
             .unwrap_or_default()
     }
 
     #[test]
     fn accepts_only_matching_routes_and_owned_partitions() {
         let f = fence(1);
-        let route = Route { shard_id: 1, map_version: 1 };
+        let route = Route {
+            shard_id: 1,
+            map_version: 1,
+        };
         assert!(f.check(Some(&route), Some(&owned_by(&f, true))).is_ok());
-        assert!(matches!(f.check(Some(&route), Some(&owned_by(&f, false))), Err(KvError::WrongShard { .. })));
-        let stale = Route { shard_id: 1, map_version: 0 };
-        assert!(matches!(f.check(Some(&stale), None), Err(KvError::WrongShard { .. })));
-        let other = Route { shard_id: 0, map_version: 1 };
-        assert!(matches!(f.check(Some(&other), None), Err(KvError::WrongShard { .. })));
-        assert!(matches!(f.check(None, None), Err(KvError::InvalidArgument(_))));
+        assert!(matches!(
+            f.check(Some(&route), Some(&owned_by(&f, false))),
+            Err(KvError::WrongShard { .. })
+        ));
+        let stale = Route {
+            shard_id: 1,
+            map_version: 0,
+        };
+        assert!(matches!(
+            f.check(Some(&stale), None),
+            Err(KvError::WrongShard { .. })
+        ));
+        let other = Route {
+            shard_id: 0,
+            map_version: 1,
+        };
+        assert!(matches!(
+            f.check(Some(&other), None),
+            Err(KvError::WrongShard { .. })
+        ));
+        assert!(matches!(
+            f.check(None, None),
+            Err(KvError::InvalidArgument(_))
+        ));
     }
 }

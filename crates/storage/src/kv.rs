@@ -57,7 +57,9 @@ impl KvService {
     }
 
     async fn read(&self, req: pb::ReadRequest) -> Result<pb::ReadResponse, KvError> {
-        self.node.fence.check(req.route.as_ref(), Some(&req.partition))?;
+        self.node
+            .fence
+            .check(req.route.as_ref(), Some(&req.partition))?;
         check_name("partition", &req.partition)?;
         for k in &req.keys {
             check_name("table", &k.table)?;
@@ -103,7 +105,9 @@ impl KvService {
     }
 
     async fn write(&self, req: pb::WriteRequest) -> Result<pb::WriteResponse, KvError> {
-        self.node.fence.check(req.route.as_ref(), Some(&req.partition))?;
+        self.node
+            .fence
+            .check(req.route.as_ref(), Some(&req.partition))?;
         let batch = to_batch(req)?;
         Ok(match self.node.proposer.propose(batch).await? {
             WriteOutcome::Applied { revision } => pb::WriteResponse {
@@ -139,11 +143,16 @@ fn scan_plan(req: &pb::ScanRequest) -> Result<(ScanRange, KeyFilter), KvError> {
             check_name("partition", partition)?;
             let prefix = keys::partition_prefix(&req.table, partition, &req.key_prefix);
             let after = after.map(|c| item_key(&req.table, partition, &c.key));
-            Ok((keys::prefix_range(prefix, after, req.reverse), Box::new(|_| true)))
+            Ok((
+                keys::prefix_range(prefix, after, req.reverse),
+                Box::new(|_| true),
+            ))
         }
         Some(pb::scan_request::Scope::PartitionPrefix(prefix)) => {
             if prefix.as_bytes().contains(&0) {
-                return Err(KvError::InvalidArgument("partition_prefix must not contain NUL".into()));
+                return Err(KvError::InvalidArgument(
+                    "partition_prefix must not contain NUL".into(),
+                ));
             }
             let flat = keys::table_prefix(&req.table, prefix);
             let after = after
@@ -224,19 +233,32 @@ fn to_batch(req: pb::WriteRequest) -> Result<WriteBatch, KvError> {
 
 #[tonic::async_trait]
 impl Kv for KvService {
-    async fn read(&self, request: Request<pb::ReadRequest>) -> Result<Response<pb::ReadResponse>, Status> {
+    async fn read(
+        &self,
+        request: Request<pb::ReadRequest>,
+    ) -> Result<Response<pb::ReadResponse>, Status> {
         let (metadata, _, req) = request.into_parts();
         self.within(&metadata, "serve a read", self.read(req)).await
     }
 
-    async fn scan(&self, request: Request<pb::ScanRequest>) -> Result<Response<pb::ScanResponse>, Status> {
+    async fn scan(
+        &self,
+        request: Request<pb::ScanRequest>,
+    ) -> Result<Response<pb::ScanResponse>, Status> {
         let (metadata, _, req) = request.into_parts();
         self.within(&metadata, "serve a scan", self.scan(req)).await
     }
 
-    async fn write(&self, request: Request<pb::WriteRequest>) -> Result<Response<pb::WriteResponse>, Status> {
+    async fn write(
+        &self,
+        request: Request<pb::WriteRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
         let (metadata, _, req) = request.into_parts();
-        self.within(&metadata, "commit a write (it may still be applied)", self.write(req)).await
+        self.within(
+            &metadata,
+            "commit a write (it may still be applied)",
+            self.write(req),
+        )
+        .await
     }
 }
-

@@ -138,16 +138,24 @@ pub async fn serve(
             stop.trigger();
         }
     });
-    let (reflection, reflection_alpha) = server::reflection(&[FILE_DESCRIPTOR_SET, tonic_types::pb::FILE_DESCRIPTOR_SET])?;
+    let (reflection, reflection_alpha) =
+        server::reflection(&[FILE_DESCRIPTOR_SET, tonic_types::pb::FILE_DESCRIPTOR_SET])?;
     let serving = server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(KvServer::new(kv::KvService::new(node.clone(), options.request_timeout)))
+        .add_service(KvServer::new(kv::KvService::new(
+            node.clone(),
+            options.request_timeout,
+        )))
         .add_service(
-            RaftServer::new(raft::service::RaftService::new(node.shard().id, node.me.id, node.raft.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            RaftServer::new(raft::service::RaftService::new(
+                node.shard().id,
+                node.me.id,
+                node.raft.clone(),
+            ))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(AdminServer::new(admin::AdminService::new(node.clone())))
         .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait());

@@ -57,8 +57,8 @@ pub enum StartError {
     },
     #[error("cannot open storage: {0}")]
     Storage(String),
-    #[error("invalid Raft timing: {0}")]
-    Config(#[from] openraft::ConfigError),
+    #[error("invalid Raft settings: {0}")]
+    Config(String),
     #[error("Raft failed: {0}")]
     Raft(String),
 }
@@ -84,7 +84,7 @@ impl std::fmt::Debug for StorageNode {
     }
 }
 
-fn raft_config(shard: u32, t: &RaftTuning) -> Result<Config, openraft::ConfigError> {
+fn raft_config(shard: u32, t: &RaftTuning) -> Result<Config, StartError> {
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     Config {
         cluster_name: format!("anatomy-shard-{shard}"),
@@ -98,6 +98,7 @@ fn raft_config(shard: u32, t: &RaftTuning) -> Result<Config, openraft::ConfigErr
         ..Config::default()
     }
     .validate()
+    .map_err(|e| StartError::Config(e.to_string()))
 }
 
 fn storage_err(e: impl std::fmt::Display) -> StartError {
@@ -115,17 +116,25 @@ impl StorageNode {
     /// Opens the replica's files and starts its Raft member (not yet
     /// initialized: see `initialize`).
     pub async fn start(cfg: NodeConfig) -> Result<Self, StartError> {
-        let shard = cfg.map.shard(cfg.shard).cloned().ok_or(StartError::NoSuchShard {
-            shard: cfg.shard,
-            count: cfg.map.shards.len(),
-        })?;
-        let me = shard.replica(cfg.replica).cloned().ok_or(StartError::NoSuchReplica {
-            shard: cfg.shard,
-            replica: cfg.replica,
-        })?;
+        let shard = cfg
+            .map
+            .shard(cfg.shard)
+            .cloned()
+            .ok_or(StartError::NoSuchShard {
+                shard: cfg.shard,
+                count: cfg.map.shards.len(),
+            })?;
+        let me = shard
+            .replica(cfg.replica)
+            .cloned()
+            .ok_or(StartError::NoSuchReplica {
+                shard: cfg.shard,
+                replica: cfg.replica,
+            })?;
         create_dir(&cfg.data_dir)?;
         let log = LogStore::open(&cfg.data_dir.join("raft-log.redb")).map_err(storage_err)?;
-        let engine = Arc::new(RedbEngine::open(&cfg.data_dir.join("state.redb")).map_err(storage_err)?);
+        let engine =
+            Arc::new(RedbEngine::open(&cfg.data_dir.join("state.redb")).map_err(storage_err)?);
         let snapshots = SnapshotDir::open(cfg.data_dir.join("snapshots")).map_err(storage_err)?;
         let sm = StateMachine::new(engine.clone(), snapshots, cfg.raft.sync_every);
         let network = Network::new(shard.clone(), cfg.map.version, Duration::from_secs(1));
@@ -157,7 +166,10 @@ impl StorageNode {
             .collect();
         match self.raft.initialize(members).await {
             Ok(()) => {
-                tracing::info!(shard = self.fence.shard.id, "formed the Raft group from the shard map");
+                tracing::info!(
+                    shard = self.fence.shard.id,
+                    "formed the Raft group from the shard map"
+                );
                 Ok(())
             }
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
@@ -177,7 +189,9 @@ impl StorageNode {
     }
 
     /// A consistent read view of the state machine.
-    pub fn engine_view(&self) -> Result<Box<dyn crate::engine::ReadView + '_>, crate::engine::EngineError> {
+    pub fn engine_view(
+        &self,
+    ) -> Result<Box<dyn crate::engine::ReadView + '_>, crate::engine::EngineError> {
         self.engine.read()
     }
 

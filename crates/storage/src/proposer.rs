@@ -56,7 +56,10 @@ impl std::fmt::Debug for Pending {
 
 fn batch_bytes(b: &WriteBatch) -> usize {
     b.partition.len()
-        + b.conditions.iter().map(|c| c.table.len() + c.key.len() + 8).sum::<usize>()
+        + b.conditions
+            .iter()
+            .map(|c| c.table.len() + c.key.len() + 8)
+            .sum::<usize>()
         + b.mutations
             .iter()
             .map(|m| m.table.len() + m.key.len() + m.value.as_ref().map_or(0, Vec::len))
@@ -92,7 +95,12 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft, shard: Arc<ShardSpec>, limits: ProposerLimits, mut rx: mpsc::Receiver<Pending>) {
+async fn run(
+    raft: Raft,
+    shard: Arc<ShardSpec>,
+    limits: ProposerLimits,
+    mut rx: mpsc::Receiver<Pending>,
+) {
     let slots = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
     loop {
         // Wait for a free slot first: whatever queues meanwhile joins this entry.
@@ -135,7 +143,10 @@ async fn run(raft: Raft, shard: Arc<ShardSpec>, limits: ProposerLimits, mut rx: 
 }
 
 type Committed = Result<
-    Result<openraft::raft::ClientWriteResponse<crate::raft::TypeConfig>, ClientWriteError<u64, crate::raft::Node>>,
+    Result<
+        openraft::raft::ClientWriteResponse<crate::raft::TypeConfig>,
+        ClientWriteError<u64, crate::raft::Node>,
+    >,
     oneshot::error::RecvError,
 >;
 

@@ -38,7 +38,8 @@ impl ReadBarrier {
 
     /// Resolves when this replica may serve a linearizable read.
     pub async fn wait(&self) -> Result<(), KvError> {
-        let stopped = || KvError::Unavailable(format!("shard {} replica is shutting down", self.shard_id));
+        let stopped =
+            || KvError::Unavailable(format!("shard {} replica is shutting down", self.shard_id));
         let (tx, rx) = oneshot::channel();
         self.queue.send(tx).map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
@@ -56,12 +57,18 @@ async fn run(raft: Raft, shard: Arc<ShardSpec>, mut rx: mpsc::UnboundedReceiver<
             .await
             .map(|_| ())
             .map_err(|e| match e {
-                RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => forward_to_leader(&shard, &f),
-                RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => KvError::Unavailable(format!(
-                    "shard {} cannot reach a quorum to confirm its leadership: {q}",
-                    shard.id
-                )),
-                RaftError::Fatal(f) => KvError::Unavailable(format!("shard {} Raft stopped: {f}", shard.id)),
+                RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => {
+                    forward_to_leader(&shard, &f)
+                }
+                RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => {
+                    KvError::Unavailable(format!(
+                        "shard {} cannot reach a quorum to confirm its leadership: {q}",
+                        shard.id
+                    ))
+                }
+                RaftError::Fatal(f) => {
+                    KvError::Unavailable(format!("shard {} Raft stopped: {f}", shard.id))
+                }
             });
         for waiter in waiters {
             let _ = waiter.send(result.clone());

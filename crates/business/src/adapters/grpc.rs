@@ -9,7 +9,9 @@ use anatomy_proto::business::v1::ledger_server::Ledger as LedgerRpc;
 use tonic::{Code, Request, Response, Status};
 
 use crate::app::{AccountStore, Clock, Deadline, Ledger, MoveMoney};
-use crate::domain::{Account, AccountId, AccountKey, AccountStatus, Amount, DomainError, RequestId, TenantId};
+use crate::domain::{
+    Account, AccountId, AccountKey, AccountStatus, Amount, DomainError, RequestId, TenantId,
+};
 
 impl From<DomainError> for Status {
     fn from(e: DomainError) -> Self {
@@ -45,7 +47,10 @@ impl<S, C> LedgerService<S, C> {
     }
 
     fn deadline<T>(&self, request: &Request<T>) -> Deadline {
-        Deadline::after(anatomy_runtime::deadline::budget(request.metadata(), self.default_timeout))
+        Deadline::after(anatomy_runtime::deadline::budget(
+            request.metadata(),
+            self.default_timeout,
+        ))
     }
 }
 
@@ -89,18 +94,30 @@ impl<S: AccountStore, C: Clock> LedgerRpc for LedgerService<S, C> {
         let r = request.into_inner();
         let key = key(&r.tenant, &r.account_id)?;
         let request_id = RequestId::parse(&r.request_id)?;
-        let account = self.ledger.create_account(key, request_id, deadline).await?;
+        let account = self
+            .ledger
+            .create_account(key, request_id, deadline)
+            .await?;
         Ok(Response::new(to_pb(&r.tenant, account)))
     }
 
-    async fn get_account(&self, request: Request<pb::GetAccountRequest>) -> Result<Response<pb::Account>, Status> {
+    async fn get_account(
+        &self,
+        request: Request<pb::GetAccountRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
         let deadline = self.deadline(&request);
         let r = request.into_inner();
-        let account = self.ledger.get_account(key(&r.tenant, &r.account_id)?, deadline).await?;
+        let account = self
+            .ledger
+            .get_account(key(&r.tenant, &r.account_id)?, deadline)
+            .await?;
         Ok(Response::new(to_pb(&r.tenant, account)))
     }
 
-    async fn deposit(&self, request: Request<pb::MoveMoneyRequest>) -> Result<Response<pb::Account>, Status> {
+    async fn deposit(
+        &self,
+        request: Request<pb::MoveMoneyRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
         let deadline = self.deadline(&request);
         let r = request.into_inner();
         let tenant = r.tenant.clone();
@@ -108,7 +125,10 @@ impl<S: AccountStore, C: Clock> LedgerRpc for LedgerService<S, C> {
         Ok(Response::new(to_pb(&tenant, account)))
     }
 
-    async fn withdraw(&self, request: Request<pb::MoveMoneyRequest>) -> Result<Response<pb::Account>, Status> {
+    async fn withdraw(
+        &self,
+        request: Request<pb::MoveMoneyRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
         let deadline = self.deadline(&request);
         let r = request.into_inner();
         let tenant = r.tenant.clone();

@@ -66,7 +66,11 @@ impl TryFrom<AccountRecord> for Account {
             id: AccountId::parse(&r.account_id).map_err(|e| corrupt("account record", e))?,
             balance: r.balance,
             version: r.version,
-            status: if r.closed { AccountStatus::Closed } else { AccountStatus::Open },
+            status: if r.closed {
+                AccountStatus::Closed
+            } else {
+                AccountStatus::Open
+            },
             created_at: r.created_at,
             updated_at: r.updated_at,
             entries: r.entries,
@@ -100,7 +104,8 @@ impl TryFrom<ReceiptRecord> for Receipt {
     type Error = StoreError;
     fn try_from(r: ReceiptRecord) -> Result<Self, StoreError> {
         Ok(Self {
-            request_id: RequestId::parse(&r.request_id).map_err(|e| corrupt("receipt record", e))?,
+            request_id: RequestId::parse(&r.request_id)
+                .map_err(|e| corrupt("receipt record", e))?,
             fingerprint: r.fingerprint,
             result: r.result.try_into()?,
         })

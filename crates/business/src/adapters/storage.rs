@@ -6,9 +6,12 @@ use anatomy_proto::storage::v1 as pb;
 use storage_client::{StorageClient, StorageError};
 
 use super::records::{
-    ACCOUNT_TABLE, AccountRecord, ENTRY_TABLE, EntryRecord, RECEIPT_TABLE, ReceiptRecord, decode, encode, entry_key,
+    ACCOUNT_TABLE, AccountRecord, ENTRY_TABLE, EntryRecord, RECEIPT_TABLE, ReceiptRecord, decode,
+    encode, entry_key,
 };
-use crate::app::{AccountChange, AccountState, AccountStore, Commit, Deadline, StoreError, Versioned};
+use crate::app::{
+    AccountChange, AccountState, AccountStore, Commit, Deadline, StoreError, Versioned,
+};
 use crate::domain::{AccountKey, RequestId};
 
 /// Accounts in the storage service.
@@ -79,7 +82,11 @@ impl AccountStore for StorageAccounts {
         Ok(state)
     }
 
-    async fn commit(&self, change: AccountChange, deadline: Deadline) -> Result<Commit, StoreError> {
+    async fn commit(
+        &self,
+        change: AccountChange,
+        deadline: Deadline,
+    ) -> Result<Commit, StoreError> {
         let receipt_key = change.receipt.request_id.as_str().as_bytes().to_vec();
         let conditions = vec![
             pb::Condition {
@@ -94,17 +101,38 @@ impl AccountStore for StorageAccounts {
             },
         ];
         let mut mutations = vec![
-            put(ACCOUNT_TABLE, vec![], encode(&AccountRecord::from(&change.account))?),
-            put(RECEIPT_TABLE, receipt_key, encode(&ReceiptRecord::from(&change.receipt))?),
+            put(
+                ACCOUNT_TABLE,
+                vec![],
+                encode(&AccountRecord::from(&change.account))?,
+            ),
+            put(
+                RECEIPT_TABLE,
+                receipt_key,
+                encode(&ReceiptRecord::from(&change.receipt))?,
+            ),
         ];
         if let Some(entry) = &change.entry {
-            mutations.push(put(ENTRY_TABLE, entry_key(entry.sequence), encode(&EntryRecord::from(entry))?));
+            mutations.push(put(
+                ENTRY_TABLE,
+                entry_key(entry.sequence),
+                encode(&EntryRecord::from(entry))?,
+            ));
         }
         let response = self
             .client
-            .write(&change.key.partition(), conditions, mutations, deadline.remaining())
+            .write(
+                &change.key.partition(),
+                conditions,
+                mutations,
+                deadline.remaining(),
+            )
             .await
             .map_err(unavailable)?;
-        Ok(if response.applied { Commit::Done } else { Commit::Conflict })
+        Ok(if response.applied {
+            Commit::Done
+        } else {
+            Commit::Conflict
+        })
     }
 }

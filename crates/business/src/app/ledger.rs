@@ -50,40 +50,73 @@ impl<S: AccountStore, C: Clock> Ledger<S, C> {
         deadline: Deadline,
     ) -> Result<Account, DomainError> {
         let fp = fingerprint("create", &key, None);
-        self.mutate(&key, request_id, fp, deadline, |current, now| match current {
-            Some(_) => Err(DomainError::AccountExists {
-                account_id: key.account.to_string(),
-            }),
-            None => Ok((Account::open(key.account.clone(), now), None)),
-        })
+        self.mutate(
+            &key,
+            request_id,
+            fp,
+            deadline,
+            |current, now| match current {
+                Some(_) => Err(DomainError::AccountExists {
+                    account_id: key.account.to_string(),
+                }),
+                None => Ok((Account::open(key.account.clone(), now), None)),
+            },
+        )
         .await
     }
 
     /// Reads an account.
-    pub async fn get_account(&self, key: AccountKey, deadline: Deadline) -> Result<Account, DomainError> {
+    pub async fn get_account(
+        &self,
+        key: AccountKey,
+        deadline: Deadline,
+    ) -> Result<Account, DomainError> {
         let state = self.store.load(&key, None, deadline).await?;
-        state.account.map(|v| v.value).ok_or_else(|| not_found(&key))
+        state
+            .account
+            .map(|v| v.value)
+            .ok_or_else(|| not_found(&key))
     }
 
     /// Adds money to an account.
-    pub async fn deposit(&self, cmd: MoveMoney, deadline: Deadline) -> Result<Account, DomainError> {
+    pub async fn deposit(
+        &self,
+        cmd: MoveMoney,
+        deadline: Deadline,
+    ) -> Result<Account, DomainError> {
         let fp = fingerprint("deposit", &cmd.key, Some(cmd.amount));
-        let MoveMoney { key, request_id, amount } = cmd;
+        let MoveMoney {
+            key,
+            request_id,
+            amount,
+        } = cmd;
         let rid = request_id.clone();
         self.mutate(&key, request_id, fp, deadline, |current, now| {
-            let (account, entry) = current.ok_or_else(|| not_found(&key))?.deposit(amount, &rid, now)?;
+            let (account, entry) = current
+                .ok_or_else(|| not_found(&key))?
+                .deposit(amount, &rid, now)?;
             Ok((account, Some(entry)))
         })
         .await
     }
 
     /// Takes money from an account; never below zero.
-    pub async fn withdraw(&self, cmd: MoveMoney, deadline: Deadline) -> Result<Account, DomainError> {
+    pub async fn withdraw(
+        &self,
+        cmd: MoveMoney,
+        deadline: Deadline,
+    ) -> Result<Account, DomainError> {
         let fp = fingerprint("withdraw", &cmd.key, Some(cmd.amount));
-        let MoveMoney { key, request_id, amount } = cmd;
+        let MoveMoney {
+            key,
+            request_id,
+            amount,
+        } = cmd;
         let rid = request_id.clone();
         self.mutate(&key, request_id, fp, deadline, |current, now| {
-            let (account, entry) = current.ok_or_else(|| not_found(&key))?.withdraw(amount, &rid, now)?;
+            let (account, entry) = current
+                .ok_or_else(|| not_found(&key))?
+                .withdraw(amount, &rid, now)?;
             Ok((account, Some(entry)))
         })
         .await

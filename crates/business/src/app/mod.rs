@@ -5,4 +5,6 @@ pub mod ledger;
 pub mod ports;
 
 pub use ledger::{Ledger, MoveMoney};
-pub use ports::{AccountChange, AccountState, AccountStore, Clock, Commit, Deadline, StoreError, Versioned};
+pub use ports::{
+    AccountChange, AccountState, AccountStore, Clock, Commit, Deadline, StoreError, Versioned,
+};

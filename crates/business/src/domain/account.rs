@@ -87,12 +87,20 @@ impl Account {
 
     /// The account after moving `delta` (signed) into it, and the entry
     /// that records the move.
-    fn moved(&self, delta: i64, request_id: &RequestId, now: SystemTime) -> Result<(Self, Entry), DomainError> {
+    fn moved(
+        &self,
+        delta: i64,
+        request_id: &RequestId,
+        now: SystemTime,
+    ) -> Result<(Self, Entry), DomainError> {
         self.ensure_open()?;
-        let balance = self.balance.checked_add(delta).ok_or_else(|| DomainError::InvalidArgument {
-            field: "amount",
-            reason: format!("{delta} would overflow the balance of {}", self.balance),
-        })?;
+        let balance =
+            self.balance
+                .checked_add(delta)
+                .ok_or_else(|| DomainError::InvalidArgument {
+                    field: "amount",
+                    reason: format!("{delta} would overflow the balance of {}", self.balance),
+                })?;
         if balance < 0 {
             return Err(DomainError::InsufficientFunds {
                 balance: self.balance,
@@ -117,12 +125,22 @@ impl Account {
     }
 
     /// Adds `amount`.
-    pub fn deposit(&self, amount: Amount, request_id: &RequestId, now: SystemTime) -> Result<(Self, Entry), DomainError> {
+    pub fn deposit(
+        &self,
+        amount: Amount,
+        request_id: &RequestId,
+        now: SystemTime,
+    ) -> Result<(Self, Entry), DomainError> {
         self.moved(amount.get(), request_id, now)
     }
 
     /// Takes `amount`; refuses to go below zero.
-    pub fn withdraw(&self, amount: Amount, request_id: &RequestId, now: SystemTime) -> Result<(Self, Entry), DomainError> {
+    pub fn withdraw(
+        &self,
+        amount: Amount,
+        request_id: &RequestId,
+        now: SystemTime,
+    ) -> Result<(Self, Entry), DomainError> {
         self.moved(-amount.get(), request_id, now)
     }
 }
@@ -132,7 +150,10 @@ mod tests {
     use super::*;
 
     fn account() -> Account {
-        Account::open(AccountId::parse("alice").expect("id"), SystemTime::UNIX_EPOCH)
+        Account::open(
+            AccountId::parse("alice").expect("id"),
+            SystemTime::UNIX_EPOCH,
+        )
     }
 
     fn rid(s: &str) -> RequestId {
@@ -151,10 +172,14 @@ mod tests {
     #[test]
     fn deposit_and_withdraw_move_balance_version_and_history() {
         let now = SystemTime::UNIX_EPOCH;
-        let (a, e1) = account().deposit(Amount::parse(100).expect("amount"), &rid("r1"), now).expect("deposit");
+        let (a, e1) = account()
+            .deposit(Amount::parse(100).expect("amount"), &rid("r1"), now)
+            .expect("deposit");
         assert_eq!((a.balance, a.version, a.entries), (100, 2, 1));
         assert_eq!((e1.sequence, e1.amount, e1.balance_after), (1, 100, 100));
-        let (b, e2) = a.withdraw(Amount::parse(30).expect("amount"), &rid("r2"), now).expect("withdraw");
+        let (b, e2) = a
+            .withdraw(Amount::parse(30).expect("amount"), &rid("r2"), now)
+            .expect("withdraw");
         assert_eq!((b.balance, b.version), (70, 3));
         assert_eq!((e2.sequence, e2.amount, e2.balance_after), (2, -30, 70));
     }
@@ -162,12 +187,34 @@ mod tests {
     #[test]
     fn no_overdraft_no_overflow_no_closed_accounts() {
         let now = SystemTime::UNIX_EPOCH;
-        let err = account().withdraw(Amount::parse(1).expect("amount"), &rid("r"), now).expect_err("overdraft");
-        assert_eq!(err, DomainError::InsufficientFunds { balance: 0, amount: 1 });
-        let rich = Account { balance: i64::MAX, ..account() };
-        let err = rich.deposit(Amount::parse(1).expect("amount"), &rid("r"), now).expect_err("overflow");
-        assert!(matches!(err, DomainError::InvalidArgument { field: "amount", .. }));
-        let closed = Account { status: AccountStatus::Closed, ..account() };
+        let err = account()
+            .withdraw(Amount::parse(1).expect("amount"), &rid("r"), now)
+            .expect_err("overdraft");
+        assert_eq!(
+            err,
+            DomainError::InsufficientFunds {
+                balance: 0,
+                amount: 1
+            }
+        );
+        let rich = Account {
+            balance: i64::MAX,
+            ..account()
+        };
+        let err = rich
+            .deposit(Amount::parse(1).expect("amount"), &rid("r"), now)
+            .expect_err("overflow");
+        assert!(matches!(
+            err,
+            DomainError::InvalidArgument {
+                field: "amount",
+                ..
+            }
+        ));
+        let closed = Account {
+            status: AccountStatus::Closed,
+            ..account()
+        };
         assert!(matches!(
             closed.deposit(Amount::parse(1).expect("amount"), &rid("r"), now),
             Err(DomainError::AccountClosed { .. })

@@ -20,8 +20,13 @@ pub enum DomainError {
     #[error("account {account_id:?} is closed")]
     AccountClosed { account_id: String },
     /// The request_id was used before for a different request.
-    #[error("request_id {request_id:?} already used for a different request ({previous}); use a new request_id")]
-    RequestIdReused { request_id: String, previous: String },
+    #[error(
+        "request_id {request_id:?} already used for a different request ({previous}); use a new request_id"
+    )]
+    RequestIdReused {
+        request_id: String,
+        previous: String,
+    },
     /// Too many concurrent changes to one account; the client may retry.
     #[error("account {account_id:?} changed concurrently {attempts} times in a row; retry")]
     Contention { account_id: String, attempts: u32 },

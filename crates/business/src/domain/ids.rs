@@ -10,7 +10,10 @@ fn check_id(field: &'static str, value: &str, max: usize) -> Result<(), DomainEr
         return bad("must not be empty".into());
     }
     if value.len() > max {
-        return bad(format!("must be at most {max} characters, got {}", value.len()));
+        return bad(format!(
+            "must be at most {max} characters, got {}",
+            value.len()
+        ));
     }
     if let Some(c) = value
         .chars()
@@ -84,7 +87,9 @@ impl RequestId {
             })
         };
         if value.is_empty() {
-            return bad("is required: choose a unique id per operation (e.g. a UUID) and reuse it only to retry");
+            return bad(
+                "is required: choose a unique id per operation (e.g. a UUID) and reuse it only to retry",
+            );
         }
         if value.len() > 128 {
             return bad("must be at most 128 characters");

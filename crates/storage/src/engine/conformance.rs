@@ -42,7 +42,10 @@ pub fn write_some(engine: &dyn Engine, also_delete: bool) {
 pub fn assert_some_written(engine: &dyn Engine) {
     let view = engine.read().expect("read");
     assert_eq!(view.meta().expect("meta"), meta(1, 2));
-    assert_eq!(view.get(&item_key("t", "p", b"a")).expect("get"), stored(1, "one"));
+    assert_eq!(
+        view.get(&item_key("t", "p", b"a")).expect("get"),
+        stored(1, "one")
+    );
     assert_eq!(view.get(&item_key("t", "p", b"c")).expect("get"), None);
 }
 
@@ -97,16 +100,28 @@ fn views_are_isolated_from_later_commits(engine: &dyn Engine) {
             durable: false,
         })
         .expect("commit");
-    assert_eq!(before.get(&item_key("t", "p", b"a")).expect("get"), stored(1, "one"));
+    assert_eq!(
+        before.get(&item_key("t", "p", b"a")).expect("get"),
+        stored(1, "one")
+    );
     assert_eq!(before.meta().expect("meta").revision, 1);
     let after = engine.read().expect("read");
-    assert_eq!(after.get(&item_key("t", "p", b"a")).expect("get"), stored(2, "changed"));
+    assert_eq!(
+        after.get(&item_key("t", "p", b"a")).expect("get"),
+        stored(2, "changed")
+    );
 }
 
 fn fill(engine: &dyn Engine) {
     let mut writes = BTreeMap::new();
-    for (i, partition) in ["acme/a", "acme/b", "acme/c", "globex/a"].iter().enumerate() {
-        writes.insert(item_key("account", partition, b""), stored(i as u64 + 1, partition));
+    for (i, partition) in ["acme/a", "acme/b", "acme/c", "globex/a"]
+        .iter()
+        .enumerate()
+    {
+        writes.insert(
+            item_key("account", partition, b""),
+            stored(i as u64 + 1, partition),
+        );
         for seq in 0u8..3 {
             writes.insert(item_key("entry", partition, &[seq]), stored(1, "e"));
         }
@@ -163,17 +178,32 @@ fn scans_respect_limit_and_filter(engine: &dyn Engine) {
     assert_eq!(items[0].0, item_key("entry", "acme/b", &[0]));
     let only_seq_2 = |k: &[u8]| k.last() == Some(&2);
     let items = view.scan(&entries, 10, &only_seq_2).expect("scan");
-    assert_eq!(items.len(), 3, "acme/b, acme/c and globex/a each have seq 2");
+    assert_eq!(
+        items.len(),
+        3,
+        "acme/b, acme/c and globex/a each have seq 2"
+    );
 }
 
 fn replace_all_swaps_everything(engine: &dyn Engine) {
     fill(engine);
-    let replacement = vec![Ok((item_key("t", "q", b"x"), Stored { version: 9, value: b"v".to_vec() }))];
+    let replacement = vec![Ok((
+        item_key("t", "q", b"x"),
+        Stored {
+            version: 9,
+            value: b"v".to_vec(),
+        },
+    ))];
     engine
         .replace_all(&mut replacement.into_iter(), &meta(9, 1))
         .expect("replace");
     let view = engine.read().expect("read");
     assert_eq!(view.iter_all().expect("iter").count(), 1);
     assert_eq!(view.meta().expect("meta"), meta(9, 1));
-    assert_eq!(view.get(&item_key("t", "q", b"x")).expect("get").map(|s| s.version), Some(9));
+    assert_eq!(
+        view.get(&item_key("t", "q", b"x"))
+            .expect("get")
+            .map(|s| s.version),
+        Some(9)
+    );
 }

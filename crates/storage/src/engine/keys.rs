@@ -128,8 +128,14 @@ mod tests {
 
     #[test]
     fn names_are_checked() {
-        assert_eq!(check_name("table", ""), Err(KeyError::Empty { what: "table" }));
-        assert_eq!(check_name("partition", "a\0b"), Err(KeyError::Nul { what: "partition" }));
+        assert_eq!(
+            check_name("table", ""),
+            Err(KeyError::Empty { what: "table" })
+        );
+        assert_eq!(
+            check_name("partition", "a\0b"),
+            Err(KeyError::Nul { what: "partition" })
+        );
         assert!(check_name("partition", "acme/alice").is_ok());
     }
 }

@@ -113,6 +113,6 @@ impl Engine for MemEngine {
 mod tests {
     #[test]
     fn passes_the_engine_conformance_suite() {
-        super::super::conformance::run_all(|| super::MemEngine::new());
+        super::super::conformance::run_all(super::MemEngine::new);
     }
 }

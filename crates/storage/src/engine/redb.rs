@@ -37,8 +37,10 @@ impl RedbEngine {
         let db = Database::create(path)
             .map_err(|e| EngineError::new(&format!("open {}", path.display()), e))?;
         let tx = db.begin_write().map_err(|e| err("begin")(e.into()))?;
-        tx.open_table(ITEMS).map_err(|e| err("create items")(e.into()))?;
-        tx.open_table(META).map_err(|e| err("create meta")(e.into()))?;
+        tx.open_table(ITEMS)
+            .map_err(|e| err("create items")(e.into()))?;
+        tx.open_table(META)
+            .map_err(|e| err("create meta")(e.into()))?;
         tx.commit().map_err(|e| err("commit")(e.into()))?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -85,7 +87,11 @@ struct RedbView {
 
 impl ReadView for RedbView {
     fn meta(&self) -> Result<Meta, EngineError> {
-        match self.meta.get(META_KEY).map_err(|e| err("read meta")(e.into()))? {
+        match self
+            .meta
+            .get(META_KEY)
+            .map_err(|e| err("read meta")(e.into()))?
+        {
             Some(bytes) => decode_meta(bytes.value()),
             None => Ok(Meta::default()),
         }
@@ -146,10 +152,17 @@ impl ReadView for RedbView {
 
 impl Engine for RedbEngine {
     fn read(&self) -> Result<Box<dyn ReadView + '_>, EngineError> {
-        let tx = self.db.begin_read().map_err(|e| err("begin read")(e.into()))?;
+        let tx = self
+            .db
+            .begin_read()
+            .map_err(|e| err("begin read")(e.into()))?;
         Ok(Box::new(RedbView {
-            items: tx.open_table(ITEMS).map_err(|e| err("open items")(e.into()))?,
-            meta: tx.open_table(META).map_err(|e| err("open meta")(e.into()))?,
+            items: tx
+                .open_table(ITEMS)
+                .map_err(|e| err("open items")(e.into()))?,
+            meta: tx
+                .open_table(META)
+                .map_err(|e| err("open meta")(e.into()))?,
         }))
     }
 
@@ -208,8 +221,13 @@ impl Engine for RedbEngine {
 impl RedbEngine {
     /// How many items are stored (a full count, for checks and tests).
     pub fn count(&self) -> Result<u64, EngineError> {
-        let tx = self.db.begin_read().map_err(|e| err("begin read")(e.into()))?;
-        let items = tx.open_table(ITEMS).map_err(|e| err("open items")(e.into()))?;
+        let tx = self
+            .db
+            .begin_read()
+            .map_err(|e| err("begin read")(e.into()))?;
+        let items = tx
+            .open_table(ITEMS)
+            .map_err(|e| err("open items")(e.into()))?;
         items.len().map_err(|e| err("count")(e.into()))
     }
 }

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use openraft::EntryPayload;
 
-use super::types::{ConditionFailure, Entry, ProposalOutcome, StoredMembership, WriteBatch, WriteOutcome};
+use super::types::{
+    ConditionFailure, Entry, ProposalOutcome, StoredMembership, WriteBatch, WriteOutcome,
+};
 use crate::engine::keys::item_key;
 use crate::engine::{ChangeSet, Engine, EngineError, Meta, ReadView, Stored};
 
@@ -156,10 +158,20 @@ mod tests {
     #[test]
     fn later_batches_see_earlier_ones_and_conditions_gate_everything() {
         let engine = MemEngine::new();
-        let create = batch(vec![expect("account", "", 0)], vec![put("account", "", "v1")]);
-        let again = batch(vec![expect("account", "", 0)], vec![put("account", "", "v2"), put("idem", "r", "x")]);
-        let update = batch(vec![expect("account", "", 1)], vec![put("account", "", "v3")]);
-        let out = apply_entries(&engine, vec![entry(1, vec![create, again, update])], false).expect("apply");
+        let create = batch(
+            vec![expect("account", "", 0)],
+            vec![put("account", "", "v1")],
+        );
+        let again = batch(
+            vec![expect("account", "", 0)],
+            vec![put("account", "", "v2"), put("idem", "r", "x")],
+        );
+        let update = batch(
+            vec![expect("account", "", 1)],
+            vec![put("account", "", "v3")],
+        );
+        let out = apply_entries(&engine, vec![entry(1, vec![create, again, update])], false)
+            .expect("apply");
         let outcomes = &out[0].outcomes;
         assert_eq!(outcomes[0], WriteOutcome::Applied { revision: 1 });
         assert_eq!(
@@ -176,8 +188,15 @@ mod tests {
         assert_eq!(outcomes[2], WriteOutcome::Applied { revision: 2 });
         let view = engine.read().expect("read");
         let account = view.get(&item_key("account", "acme/a", b"")).expect("get");
-        assert_eq!(account.map(|s| (s.version, s.value)), Some((2, b"v3".to_vec())));
-        assert_eq!(view.get(&item_key("idem", "acme/a", b"r")).expect("get"), None, "rejected batch wrote nothing");
+        assert_eq!(
+            account.map(|s| (s.version, s.value)),
+            Some((2, b"v3".to_vec()))
+        );
+        assert_eq!(
+            view.get(&item_key("idem", "acme/a", b"r")).expect("get"),
+            None,
+            "rejected batch wrote nothing"
+        );
         let meta = view.meta().expect("meta");
         assert_eq!((meta.revision, meta.keys), (2, 1));
         assert_eq!(meta.last_applied.map(|l| l.index), Some(1));
@@ -195,7 +214,12 @@ mod tests {
                 value: None,
             }],
         );
-        apply_entries(&engine, vec![entry(1, vec![add]), entry(2, vec![del])], true).expect("apply");
+        apply_entries(
+            &engine,
+            vec![entry(1, vec![add]), entry(2, vec![del])],
+            true,
+        )
+        .expect("apply");
         let meta = engine.read().expect("read").meta().expect("meta");
         assert_eq!((meta.revision, meta.keys), (2, 1));
     }

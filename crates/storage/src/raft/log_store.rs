@@ -75,7 +75,12 @@ impl LogStore {
             .map_err(write_err)
     }
 
-    async fn put_state<T: Serialize>(&self, key: &'static str, value: &T, durable: bool) -> IoResult<()> {
+    async fn put_state<T: Serialize>(
+        &self,
+        key: &'static str,
+        value: &T,
+        durable: bool,
+    ) -> IoResult<()> {
         let bytes = postcard::to_stdvec(value).map_err(write_err)?;
         self.write(durable, move |tx| {
             tx.open_table(STATE)?.insert(key, bytes.as_slice())?;
@@ -90,7 +95,9 @@ impl LogStore {
         let Some(bytes) = table.get(key).map_err(read_err)? else {
             return Ok(None);
         };
-        postcard::from_bytes(bytes.value()).map(Some).map_err(read_err)
+        postcard::from_bytes(bytes.value())
+            .map(Some)
+            .map_err(read_err)
     }
 
     fn last_entry_id(&self) -> IoResult<Option<LogId>> {
@@ -187,7 +194,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> IoResult<()> {
         self.write(true, move |tx| {
-            tx.open_table(LOG)?.retain_in(log_id.index.., |_, _| false)?;
+            tx.open_table(LOG)?
+                .retain_in(log_id.index.., |_, _| false)?;
             Ok(())
         })
         .await
@@ -196,8 +204,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> IoResult<()> {
         let bytes = postcard::to_stdvec(&log_id).map_err(write_err)?;
         self.write(true, move |tx| {
-            tx.open_table(STATE)?.insert(LAST_PURGED, bytes.as_slice())?;
-            tx.open_table(LOG)?.retain_in(..=log_id.index, |_, _| false)?;
+            tx.open_table(STATE)?
+                .insert(LAST_PURGED, bytes.as_slice())?;
+            tx.open_table(LOG)?
+                .retain_in(..=log_id.index, |_, _| false)?;
             Ok(())
         })
         .await

@@ -51,7 +51,10 @@ impl Network {
 }
 
 /// Connects lazily to `addr` (host:port); reconnects by itself.
-pub fn lazy_channel(addr: &str, connect_timeout: Duration) -> Result<Channel, tonic::transport::Error> {
+pub fn lazy_channel(
+    addr: &str,
+    connect_timeout: Duration,
+) -> Result<Channel, tonic::transport::Error> {
     Ok(Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
@@ -115,7 +118,12 @@ type RpcResult<T, E = openraft::error::Infallible> =
 struct PeerError(String);
 
 impl Peer {
-    async fn call<Req, Resp, E>(&mut self, rpc: Rpc, req: &Req, option: RPCOption) -> RpcResult<Resp, E>
+    async fn call<Req, Resp, E>(
+        &mut self,
+        rpc: Rpc,
+        req: &Req,
+        option: RPCOption,
+    ) -> RpcResult<Resp, E>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -126,8 +134,8 @@ impl Peer {
             Ok(client) => client,
             Err(e) => return Err(unreachable(format!("bad address {}: {e}", self.addr))),
         };
-        let payload = postcard::to_stdvec(req)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let payload =
+            postcard::to_stdvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = tonic::Request::new(RaftRequest {
             shard_id: self.shard_id,
             target_node: self.target,

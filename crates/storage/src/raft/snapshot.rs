@@ -68,7 +68,9 @@ impl SnapshotDir {
             if path.extension().is_none_or(|e| e != SUFFIX) {
                 continue;
             }
-            let header = read_header(&mut BufReader::new(File::open(&path).map_err(io("open snapshot"))?))?;
+            let header = read_header(&mut BufReader::new(
+                File::open(&path).map_err(io("open snapshot"))?,
+            ))?;
             if best
                 .as_ref()
                 .is_none_or(|(b, _)| b.snapshot.last_log_id < header.snapshot.last_log_id)
@@ -80,7 +82,11 @@ impl SnapshotDir {
     }
 
     /// Writes everything in `view` as snapshot `meta`; returns its path.
-    pub fn write(&self, view: &dyn ReadView, snapshot: SnapshotMeta) -> Result<PathBuf, EngineError> {
+    pub fn write(
+        &self,
+        view: &dyn ReadView,
+        snapshot: SnapshotMeta,
+    ) -> Result<PathBuf, EngineError> {
         let state = view.meta()?;
         let header = Header { snapshot, state };
         let temp = self.temp_path();
@@ -98,7 +104,9 @@ impl SnapshotDir {
                 header.state.keys
             )));
         }
-        let file = out.into_inner().map_err(|e| EngineError::new("flush snapshot", e.error()))?;
+        let file = out
+            .into_inner()
+            .map_err(|e| EngineError::new("flush snapshot", e.error()))?;
         file.sync_all().map_err(io("fsync snapshot"))?;
         self.publish(&temp, &header.snapshot.snapshot_id)
     }
@@ -122,18 +130,24 @@ impl SnapshotDir {
 }
 
 fn write_header(out: &mut impl Write, header: &Header) -> Result<(), EngineError> {
-    let bytes = postcard::to_stdvec(header).map_err(|e| EngineError::new("encode snapshot header", e))?;
-    let len = u32::try_from(bytes.len()).map_err(|e| EngineError::new("snapshot header size", e))?;
-    out.write_all(&len.to_le_bytes()).map_err(io("write snapshot"))?;
+    let bytes =
+        postcard::to_stdvec(header).map_err(|e| EngineError::new("encode snapshot header", e))?;
+    let len =
+        u32::try_from(bytes.len()).map_err(|e| EngineError::new("snapshot header size", e))?;
+    out.write_all(&len.to_le_bytes())
+        .map_err(io("write snapshot"))?;
     out.write_all(&bytes).map_err(io("write snapshot"))
 }
 
 fn write_item(out: &mut impl Write, (key, stored): &KeyValue) -> Result<(), EngineError> {
     let len = |n: usize| u32::try_from(n).map_err(|e| EngineError::new("snapshot item size", e));
-    out.write_all(&len(key.len())?.to_le_bytes()).map_err(io("write snapshot"))?;
+    out.write_all(&len(key.len())?.to_le_bytes())
+        .map_err(io("write snapshot"))?;
     out.write_all(key).map_err(io("write snapshot"))?;
-    out.write_all(&stored.version.to_le_bytes()).map_err(io("write snapshot"))?;
-    out.write_all(&len(stored.value.len())?.to_le_bytes()).map_err(io("write snapshot"))?;
+    out.write_all(&stored.version.to_le_bytes())
+        .map_err(io("write snapshot"))?;
+    out.write_all(&len(stored.value.len())?.to_le_bytes())
+        .map_err(io("write snapshot"))?;
     out.write_all(&stored.value).map_err(io("write snapshot"))
 }
 
@@ -141,7 +155,9 @@ fn write_item(out: &mut impl Write, (key, stored): &KeyValue) -> Result<(), Engi
 pub fn read_header(input: &mut impl Read) -> Result<Header, EngineError> {
     let len = read_u32(input)?;
     let mut bytes = vec![0; len as usize];
-    input.read_exact(&mut bytes).map_err(io("read snapshot header"))?;
+    input
+        .read_exact(&mut bytes)
+        .map_err(io("read snapshot header"))?;
     postcard::from_bytes(&bytes).map_err(|e| EngineError::new("decode snapshot header", e))
 }
 
@@ -173,7 +189,9 @@ pub fn read_items<R: Read>(
             let mut probe = [0u8; 1];
             return match input.read(&mut probe) {
                 Ok(0) => None,
-                Ok(_) => Some(Err(EngineError("snapshot has more items than its header says".into()))),
+                Ok(_) => Some(Err(EngineError(
+                    "snapshot has more items than its header says".into(),
+                ))),
                 Err(e) => Some(Err(EngineError::new("read snapshot", e))),
             };
         }
@@ -181,9 +199,17 @@ pub fn read_items<R: Read>(
         let item = (|| {
             let key = read_bytes(&mut input)?;
             let mut version = [0; 8];
-            input.read_exact(&mut version).map_err(io("read snapshot"))?;
+            input
+                .read_exact(&mut version)
+                .map_err(io("read snapshot"))?;
             let value = read_bytes(&mut input)?;
-            Ok((key, Stored { version: u64::from_le_bytes(version), value }))
+            Ok((
+                key,
+                Stored {
+                    version: u64::from_le_bytes(version),
+                    value,
+                },
+            ))
         })();
         if item.is_err() {
             done = true;
@@ -203,10 +229,28 @@ mod tests {
     fn engine_with(n: u8) -> MemEngine {
         let engine = MemEngine::new();
         let writes: BTreeMap<_, _> = (0..n)
-            .map(|i| (vec![b'k', i], Some(Stored { version: u64::from(i), value: vec![i; 3] })))
+            .map(|i| {
+                (
+                    vec![b'k', i],
+                    Some(Stored {
+                        version: u64::from(i),
+                        value: vec![i; 3],
+                    }),
+                )
+            })
             .collect();
-        let meta = Meta { keys: u64::from(n), revision: u64::from(n), ..Meta::default() };
-        engine.commit(ChangeSet { writes, meta, durable: true }).expect("commit");
+        let meta = Meta {
+            keys: u64::from(n),
+            revision: u64::from(n),
+            ..Meta::default()
+        };
+        engine
+            .commit(ChangeSet {
+                writes,
+                meta,
+                durable: true,
+            })
+            .expect("commit");
         engine
     }
 
@@ -215,20 +259,45 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let snaps = SnapshotDir::open(dir.path().join("snapshots")).expect("open");
         let engine = engine_with(5);
-        let meta = |id: &str| SnapshotMeta { snapshot_id: id.into(), ..SnapshotMeta::default() };
-        snaps.write(engine.read().expect("read").as_ref(), meta("a")).expect("write a");
-        let path = snaps.write(engine.read().expect("read").as_ref(), meta("b")).expect("write b");
+        let meta = |id: &str| SnapshotMeta {
+            snapshot_id: id.into(),
+            ..SnapshotMeta::default()
+        };
+        snaps
+            .write(engine.read().expect("read").as_ref(), meta("a"))
+            .expect("write a");
+        let path = snaps
+            .write(engine.read().expect("read").as_ref(), meta("b"))
+            .expect("write b");
         let (header, current) = snaps.current().expect("current").expect("one snapshot");
         assert_eq!(current, path);
         assert_eq!(header.snapshot.snapshot_id, "b");
-        assert_eq!(std::fs::read_dir(dir.path().join("snapshots")).expect("ls").count(), 1);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("snapshots"))
+                .expect("ls")
+                .count(),
+            1
+        );
 
         let mut input = BufReader::new(File::open(&path).expect("open"));
         let header = read_header(&mut input).expect("header");
         let copy = MemEngine::new();
-        copy.replace_all(&mut read_items(input, header.state.keys), &header.state).expect("install");
-        let items: Vec<_> = copy.read().expect("read").iter_all().expect("iter").collect::<Result<_, _>>().expect("items");
-        let original: Vec<_> = engine.read().expect("read").iter_all().expect("iter").collect::<Result<_, _>>().expect("items");
+        copy.replace_all(&mut read_items(input, header.state.keys), &header.state)
+            .expect("install");
+        let items: Vec<_> = copy
+            .read()
+            .expect("read")
+            .iter_all()
+            .expect("iter")
+            .collect::<Result<_, _>>()
+            .expect("items");
+        let original: Vec<_> = engine
+            .read()
+            .expect("read")
+            .iter_all()
+            .expect("iter")
+            .collect::<Result<_, _>>()
+            .expect("items");
         assert_eq!(items, original);
     }
 
@@ -237,7 +306,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let snaps = SnapshotDir::open(dir.path().to_path_buf()).expect("open");
         let path = snaps
-            .write(engine_with(3).read().expect("read").as_ref(), SnapshotMeta::default())
+            .write(
+                engine_with(3).read().expect("read").as_ref(),
+                SnapshotMeta::default(),
+            )
             .expect("write");
         let bytes = std::fs::read(&path).expect("read");
         let cut = &bytes[..bytes.len() - 2];

@@ -230,8 +230,8 @@ mod tests {
 
     struct Builder<F>(F);
 
-    impl<E: Engine, F: Fn(&std::path::Path) -> E + Send + Sync> StoreBuilder<TypeConfig, LogStore, StateMachine<E>, tempfile::TempDir>
-        for Builder<F>
+    impl<E: Engine, F: Fn(&std::path::Path) -> E + Send + Sync>
+        StoreBuilder<TypeConfig, LogStore, StateMachine<E>, tempfile::TempDir> for Builder<F>
     {
         async fn build(&self) -> IoResult<(tempfile::TempDir, LogStore, StateMachine<E>)> {
             let dir = tempfile::tempdir().map_err(snap_err)?;

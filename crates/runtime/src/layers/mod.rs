@@ -1,0 +1,4 @@
+//! Tower middleware, one concern per module. Each module says where its
+//! layer belongs in a stack and why.
+
+pub mod breaker;

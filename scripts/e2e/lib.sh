@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Helpers for end-to-end tests that drive the system with the real grpcurl.
+# shellcheck disable=SC2034
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+
+FAILURES=0
+step() { printf '\n--- %s\n' "$*"; }
+pass() { printf '  ok: %s\n' "$*"; }
+fail() {
+  printf '  FAIL: %s\n' "$*" >&2
+  FAILURES=$((FAILURES + 1))
+}
+
+# call OUT_VAR ARGS...: runs grpcurl, storing stdout+stderr in OUT_VAR; never fails.
+call() {
+  local __out=$1
+  shift
+  printf -v "$__out" '%s' "$(grpcurl -plaintext "$@" 2>&1 || true)"
+}
+
+# json_field JSON NAME: prints a top-level field of grpcurl's JSON output.
+json_field() {
+  python3 -c 'import json,sys; v=json.loads(sys.argv[1]).get(sys.argv[2], ""); print(v)' "$1" "$2" 2>/dev/null || true
+}
+
+# expect_code CODE OUTPUT WHAT: the call failed with gRPC code CODE.
+expect_code() {
+  if grep -q "Code: $1" <<<"$2"; then pass "$3 -> $1"; else fail "$3: expected $1, got: $2"; fi
+}
+
+# expect_eq WANT GOT WHAT
+expect_eq() {
+  if [[ $1 == "$2" ]]; then pass "$3 = $1"; else fail "$3: expected '$1', got '$2'"; fi
+}
+
+finish() {
+  if ((FAILURES)); then
+    printf '\n%s: %d check(s) FAILED\n' "$(basename "$0")" "$FAILURES" >&2
+    exit 1
+  fi
+  printf '\n%s: all checks passed\n' "$(basename "$0")"
+}
