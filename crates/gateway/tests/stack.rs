@@ -2,6 +2,8 @@
 //! loopback port: storage (one node) ← business ×2 ← gateway, driven
 //! through the gateway's public API like a client would.
 
+#![allow(clippy::expect_used)]
+
 use std::time::Duration;
 
 use anatomy_proto::gateway::v1 as api;

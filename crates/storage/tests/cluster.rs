@@ -2,6 +2,8 @@
 //! restart from disk and snapshot catch-up — with real gRPC servers on
 //! loopback, real Raft and real files.
 
+#![allow(clippy::expect_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! A real storage cluster inside the test process: every replica a real
 //! gRPC server on a loopback port, real Raft, real redb files in a temp dir.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
