@@ -4,9 +4,13 @@
 use business::config::{Cli, Command};
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let common = cli.service.common.clone();
+    common.block_on(serve(cli))?
+}
+
+async fn serve(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Healthcheck(check)) = &cli.command {
         let default = cli.service.listen.replace("0.0.0.0:", "127.0.0.1:");
         anatomy_runtime::healthcheck::run(check, &default).await?;

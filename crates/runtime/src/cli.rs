@@ -25,6 +25,21 @@ pub struct CommonArgs {
     /// the process exits anyway.
     #[arg(long, env = "ANATOMY_SHUTDOWN_GRACE", value_parser = parse_duration, default_value = "10s")]
     pub shutdown_grace: Duration,
+
+    /// Async worker threads (0 = one per CPU core).
+    #[arg(long, env = "ANATOMY_WORKER_THREADS", default_value_t = 0)]
+    pub worker_threads: usize,
+}
+
+impl CommonArgs {
+    /// Builds the tokio runtime these flags ask for and runs `main` on it.
+    pub fn block_on<F: std::future::Future>(&self, main: F) -> std::io::Result<F::Output> {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if self.worker_threads > 0 {
+            builder.worker_threads(self.worker_threads);
+        }
+        Ok(builder.enable_all().build()?.block_on(main))
+    }
 }
 
 /// Parses durations written as `250ms`, `10s`, `2m` or a bare number of seconds.

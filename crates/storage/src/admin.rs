@@ -113,7 +113,7 @@ fn role(state: ServerState) -> &'static str {
 /// This replica's own view of its group.
 pub fn node_status(node: &StorageNode) -> Result<pb::NodeStatus, Status> {
     let m = node.raft.metrics().borrow().clone();
-    let state = node.state().map_err(|e| Status::internal(e.to_string()))?;
+    let (state, keys) = node.state().map_err(|e| Status::internal(e.to_string()))?;
     let shard = node.shard();
     let leader_addr = m
         .current_leader
@@ -136,7 +136,7 @@ pub fn node_status(node: &StorageNode) -> Result<pb::NodeStatus, Status> {
         voters: m.membership_config.membership().voter_ids().collect(),
         slot_start: shard.slot_start,
         slot_end: shard.slot_end,
-        keys: state.keys,
+        keys,
         revision: state.revision,
         map_version: node.fence.map_version,
     })

@@ -6,6 +6,8 @@ use std::time::Duration;
 use anatomy_runtime::{CommonArgs, HealthcheckArgs, parse_duration};
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::node::LogKind;
+
 /// The default gRPC port of a storage node.
 pub const DEFAULT_PORT: u16 = 50071;
 
@@ -92,6 +94,15 @@ pub struct RaftArgs {
     #[arg(long, env = "ANATOMY_KEEP_LOGS", default_value_t = 1_000)]
     pub keep_logs: u64,
 
+    /// Where the Raft log lives: an append-only write-ahead log (wal), or a
+    /// redb B-tree (redb). Both fsync every append before acknowledging it.
+    #[arg(long, env = "ANATOMY_RAFT_LOG", value_enum, default_value_t = LogKind::Wal)]
+    pub raft_log: LogKind,
+
+    /// Bytes of recent log entries the WAL keeps in memory for replication.
+    #[arg(long, env = "ANATOMY_WAL_CACHE_BYTES", default_value_t = 64 << 20)]
+    pub wal_cache_bytes: usize,
+
     /// Fsync the state machine at least every this many applied entries
     /// (the log is always fsynced; this only bounds re-apply work after a crash).
     #[arg(long, env = "ANATOMY_SYNC_EVERY", default_value_t = 1_000)]
@@ -113,8 +124,9 @@ pub struct ProposerArgs {
     #[arg(long, env = "ANATOMY_MAX_ENTRY_BYTES", default_value_t = 1 << 20)]
     pub max_entry_bytes: usize,
 
-    /// Raft log entries being replicated at once at most.
-    #[arg(long, env = "ANATOMY_MAX_IN_FLIGHT", default_value_t = 2)]
+    /// Raft log entries being proposed at once at most. openraft 0.9
+    /// appends one entry at a time, so 1 makes the biggest batches.
+    #[arg(long, env = "ANATOMY_MAX_IN_FLIGHT", default_value_t = 1)]
     pub max_in_flight: usize,
 }
 

@@ -69,6 +69,8 @@ pub fn node_config(args: &StorageArgs, map: ShardMap) -> NodeConfig {
         replica: args.replica,
         data_dir: args.data_dir(),
         raft: RaftTuning {
+            log: args.raft.raft_log,
+            wal_cache_bytes: args.raft.wal_cache_bytes,
             heartbeat: args.raft.raft_heartbeat,
             election_min: args.raft.raft_election_min,
             election_max: args.raft.raft_election_max,

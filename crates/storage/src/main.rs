@@ -4,9 +4,13 @@
 use clap::Parser;
 use storage::config::{Cli, Command, probe_addr};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let common = cli.node.common.clone();
+    common.block_on(serve(cli))?
+}
+
+async fn serve(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Healthcheck(check)) = &cli.command {
         let map = storage::load_map(&cli.node)?;
         let default = probe_addr(&storage::listen_addr(&cli.node, &map));

@@ -18,12 +18,24 @@ use crate::raft::log_store::LogStore;
 use crate::raft::network::Network;
 use crate::raft::snapshot::SnapshotDir;
 use crate::raft::state_machine::StateMachine;
+use crate::raft::wal_store::{WalLimits, WalLogStore};
 use crate::raft::{NodeId, Raft};
 use crate::reads::ReadBarrier;
 
-/// Raft timing and compaction.
+/// Which Raft log store a replica uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogKind {
+    /// Append-only write-ahead log (`raft-log`): one write and one fdatasync per append.
+    Wal,
+    /// A redb B-tree: one write transaction per append.
+    Redb,
+}
+
+/// Raft timing, compaction and the log store.
 #[derive(Debug, Clone)]
 pub struct RaftTuning {
+    pub log: LogKind,
+    pub wal_cache_bytes: usize,
     pub heartbeat: Duration,
     pub election_min: Duration,
     pub election_max: Duration,
@@ -132,16 +144,28 @@ impl StorageNode {
                 replica: cfg.replica,
             })?;
         create_dir(&cfg.data_dir)?;
-        let log = LogStore::open(&cfg.data_dir.join("raft-log.redb")).map_err(storage_err)?;
         let engine =
             Arc::new(RedbEngine::open(&cfg.data_dir.join("state.redb")).map_err(storage_err)?);
         let snapshots = SnapshotDir::open(cfg.data_dir.join("snapshots")).map_err(storage_err)?;
         let sm = StateMachine::new(engine.clone(), snapshots, cfg.raft.sync_every);
         let network = Network::new(shard.clone(), cfg.map.version, Duration::from_secs(1));
         let config = Arc::new(raft_config(shard.id, &cfg.raft)?);
-        let raft = Raft::new(me.id, config, network, log, sm)
-            .await
-            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let raft = match cfg.raft.log {
+            LogKind::Wal => {
+                let limits = WalLimits {
+                    cache_bytes: cfg.raft.wal_cache_bytes,
+                };
+                let log = WalLogStore::open(&cfg.data_dir.join("raft-wal"), limits)
+                    .map_err(storage_err)?;
+                Raft::new(me.id, config, network, log, sm).await
+            }
+            LogKind::Redb => {
+                let log =
+                    LogStore::open(&cfg.data_dir.join("raft-log.redb")).map_err(storage_err)?;
+                Raft::new(me.id, config, network, log, sm).await
+            }
+        }
+        .map_err(|e| StartError::Raft(e.to_string()))?;
         Ok(Self {
             fence: Fence::new(&cfg.map, &shard),
             proposer: Proposer::spawn(raft.clone(), shard.clone(), cfg.limits),
@@ -195,9 +219,10 @@ impl StorageNode {
         self.engine.read()
     }
 
-    /// The state machine's metadata (revision, key count, last applied).
-    pub fn state(&self) -> Result<Meta, crate::engine::EngineError> {
-        self.engine.read()?.meta()
+    /// The state machine's metadata (revision, last applied) and item count.
+    pub fn state(&self) -> Result<(Meta, u64), crate::engine::EngineError> {
+        let view = self.engine.read()?;
+        Ok((view.meta()?, view.len()?))
     }
 
     /// Stops Raft and makes the state machine durable.

@@ -241,7 +241,7 @@ async fn leader_failover_loses_no_acknowledged_write() {
     });
     // Let some writes through, then take the leader away.
     let limit = Instant::now() + TIMEOUT;
-    while cluster.node(leader).state().expect("state").keys < 30 {
+    while cluster.node(leader).state().expect("state").1 < 30 {
         assert!(Instant::now() < limit, "writes did not start");
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -13,10 +13,9 @@ fn stored(version: u64, value: &str) -> Option<Stored> {
     })
 }
 
-fn meta(revision: u64, keys: u64) -> Meta {
+fn meta(revision: u64) -> Meta {
     Meta {
         revision,
-        keys,
         ..Meta::default()
     }
 }
@@ -32,7 +31,7 @@ pub fn write_some(engine: &dyn Engine, also_delete: bool) {
     engine
         .commit(ChangeSet {
             writes,
-            meta: meta(1, 2),
+            meta: meta(1),
             durable: false,
         })
         .expect("commit");
@@ -41,7 +40,7 @@ pub fn write_some(engine: &dyn Engine, also_delete: bool) {
 /// Checks what `write_some` wrote.
 pub fn assert_some_written(engine: &dyn Engine) {
     let view = engine.read().expect("read");
-    assert_eq!(view.meta().expect("meta"), meta(1, 2));
+    assert_eq!(view.meta().expect("meta"), meta(1));
     assert_eq!(
         view.get(&item_key("t", "p", b"a")).expect("get"),
         stored(1, "one")
@@ -78,14 +77,14 @@ fn delete_removes(engine: &dyn Engine) {
     engine
         .commit(ChangeSet {
             writes,
-            meta: meta(2, 1),
+            meta: meta(2),
             durable: true,
         })
         .expect("commit");
     let view = engine.read().expect("read");
     assert_eq!(view.get(&item_key("t", "p", b"a")).expect("get"), None);
     assert_eq!(view.iter_all().expect("iter").count(), 1);
-    assert_eq!(view.meta().expect("meta").keys, 1);
+    assert_eq!(view.len().expect("len"), 1);
 }
 
 fn views_are_isolated_from_later_commits(engine: &dyn Engine) {
@@ -96,7 +95,7 @@ fn views_are_isolated_from_later_commits(engine: &dyn Engine) {
     engine
         .commit(ChangeSet {
             writes,
-            meta: meta(2, 2),
+            meta: meta(2),
             durable: false,
         })
         .expect("commit");
@@ -129,7 +128,7 @@ fn fill(engine: &dyn Engine) {
     engine
         .commit(ChangeSet {
             writes,
-            meta: meta(4, 16),
+            meta: meta(4),
             durable: false,
         })
         .expect("commit");
@@ -195,11 +194,11 @@ fn replace_all_swaps_everything(engine: &dyn Engine) {
         },
     ))];
     engine
-        .replace_all(&mut replacement.into_iter(), &meta(9, 1))
+        .replace_all(&mut replacement.into_iter(), &meta(9))
         .expect("replace");
     let view = engine.read().expect("read");
     assert_eq!(view.iter_all().expect("iter").count(), 1);
-    assert_eq!(view.meta().expect("meta"), meta(9, 1));
+    assert_eq!(view.meta().expect("meta"), meta(9));
     assert_eq!(
         view.get(&item_key("t", "q", b"x"))
             .expect("get")

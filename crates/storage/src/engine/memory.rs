@@ -45,6 +45,10 @@ impl ReadView for MemView {
         Ok(self.0.items.get(key).cloned())
     }
 
+    fn len(&self) -> Result<u64, EngineError> {
+        Ok(self.0.items.len() as u64)
+    }
+
     fn scan(
         &self,
         range: &ScanRange,

@@ -37,8 +37,6 @@ pub struct Meta {
     pub membership: StoredMembership,
     /// The shard's revision: grows by one per applied write batch.
     pub revision: u64,
-    /// How many items are stored.
-    pub keys: u64,
 }
 
 /// An atomic change: every write (Some = put, None = delete) and the new
@@ -83,6 +81,12 @@ pub trait ReadView: Send {
     fn meta(&self) -> Result<Meta, EngineError>;
     /// One item.
     fn get(&self, key: &[u8]) -> Result<Option<Stored>, EngineError>;
+    /// How many items there are (cheap: engines keep the count).
+    fn len(&self) -> Result<u64, EngineError>;
+    /// Whether there are no items.
+    fn is_empty(&self) -> Result<bool, EngineError> {
+        Ok(self.len()? == 0)
+    }
     /// Up to `limit` items of `range` whose key passes `keep`, in order.
     fn scan(
         &self,

@@ -105,6 +105,10 @@ impl ReadView for RedbView {
             .transpose()
     }
 
+    fn len(&self) -> Result<u64, EngineError> {
+        self.items.len().map_err(|e| err("count items")(e.into()))
+    }
+
     fn scan(
         &self,
         range: &ScanRange,
@@ -218,20 +222,6 @@ impl Engine for RedbEngine {
     }
 }
 
-impl RedbEngine {
-    /// How many items are stored (a full count, for checks and tests).
-    pub fn count(&self) -> Result<u64, EngineError> {
-        let tx = self
-            .db
-            .begin_read()
-            .map_err(|e| err("begin read")(e.into()))?;
-        let items = tx
-            .open_table(ITEMS)
-            .map_err(|e| err("open items")(e.into()))?;
-        items.len().map_err(|e| err("count")(e.into()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +248,6 @@ mod tests {
         }
         let engine = RedbEngine::open(&path).expect("reopen");
         conformance::assert_some_written(&engine);
-        assert_eq!(engine.count().expect("count"), 2);
+        assert_eq!(engine.read().expect("read").len().expect("len"), 2);
     }
 }

@@ -69,10 +69,7 @@ impl LogStore {
             tx.commit()?;
             Ok(())
         };
-        tokio::task::spawn_blocking(run)
-            .await
-            .map_err(write_err)?
-            .map_err(write_err)
+        run().map_err(write_err)
     }
 
     async fn put_state<T: Serialize>(

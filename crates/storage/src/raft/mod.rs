@@ -11,5 +11,6 @@ pub mod service;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;
+pub mod wal_store;
 
 pub use types::*;

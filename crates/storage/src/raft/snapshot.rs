@@ -3,7 +3,7 @@
 //! and installed on them. Only the newest complete snapshot is kept.
 //!
 //! Format: a u32 LE header length, the postcard-encoded header (snapshot
-//! meta + state machine meta, whose `keys` is the item count), then per item
+//! meta, state machine meta, item count), then per item
 //! `u32 key len, key, u64 version, u32 value len, value` (little endian).
 //! A file whose item count does not match its header is refused.
 
@@ -23,6 +23,7 @@ const SUFFIX: &str = "snap";
 pub struct Header {
     pub snapshot: SnapshotMeta,
     pub state: Meta,
+    pub items: u64,
 }
 
 /// The directory of snapshot files.
@@ -87,8 +88,11 @@ impl SnapshotDir {
         view: &dyn ReadView,
         snapshot: SnapshotMeta,
     ) -> Result<PathBuf, EngineError> {
-        let state = view.meta()?;
-        let header = Header { snapshot, state };
+        let header = Header {
+            snapshot,
+            state: view.meta()?,
+            items: view.len()?,
+        };
         let temp = self.temp_path();
         let file = File::create(&temp).map_err(io("create snapshot"))?;
         let mut out = BufWriter::new(file);
@@ -98,10 +102,10 @@ impl SnapshotDir {
             write_item(&mut out, &item?)?;
             count += 1;
         }
-        if count != header.state.keys {
+        if count != header.items {
             return Err(EngineError(format!(
                 "snapshot has {count} items but the state machine counts {}",
-                header.state.keys
+                header.items
             )));
         }
         let file = out
@@ -240,7 +244,6 @@ mod tests {
             })
             .collect();
         let meta = Meta {
-            keys: u64::from(n),
             revision: u64::from(n),
             ..Meta::default()
         };
@@ -282,7 +285,7 @@ mod tests {
         let mut input = BufReader::new(File::open(&path).expect("open"));
         let header = read_header(&mut input).expect("header");
         let copy = MemEngine::new();
-        copy.replace_all(&mut read_items(input, header.state.keys), &header.state)
+        copy.replace_all(&mut read_items(input, header.items), &header.state)
             .expect("install");
         let items: Vec<_> = copy
             .read()
@@ -315,7 +318,7 @@ mod tests {
         let cut = &bytes[..bytes.len() - 2];
         let mut input = cut;
         let header = read_header(&mut input).expect("header");
-        let result: Result<Vec<_>, _> = read_items(input, header.state.keys).collect();
+        let result: Result<Vec<_>, _> = read_items(input, header.items).collect();
         assert!(result.is_err());
     }
 }

@@ -122,10 +122,7 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
         if durable {
             self.applied_since_sync = 0;
         }
-        let engine = self.engine.clone();
-        blocking(move || apply_entries(engine.as_ref(), entries, durable))
-            .await
-            .map_err(sm_err)
+        apply_entries(self.engine.as_ref(), entries, durable).map_err(sm_err)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -213,47 +210,85 @@ fn install(
             meta.snapshot_id
         )));
     }
-    engine.replace_all(&mut read_items(input, header.state.keys), &header.state)?;
+    engine.replace_all(&mut read_items(input, header.items), &header.state)?;
     snapshots.publish(path, &meta.snapshot_id)?;
-    tracing::info!(snapshot = %meta.snapshot_id, keys = header.state.keys, "installed snapshot");
+    tracing::info!(snapshot = %meta.snapshot_id, items = header.items, "installed snapshot");
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use openraft::storage::RaftLogStorage;
     use openraft::testing::{StoreBuilder, Suite};
 
     use super::*;
     use crate::engine::memory::MemEngine;
     use crate::engine::redb::RedbEngine;
     use crate::raft::log_store::LogStore;
+    use crate::raft::wal_store::{WalLimits, WalLogStore};
 
-    struct Builder<F>(F);
+    /// Builds a log store and a state machine in a fresh temp dir.
+    struct Builder<L, E>(L, E);
 
-    impl<E: Engine, F: Fn(&std::path::Path) -> E + Send + Sync>
-        StoreBuilder<TypeConfig, LogStore, StateMachine<E>, tempfile::TempDir> for Builder<F>
+    impl<LS, E, L, M> StoreBuilder<TypeConfig, LS, StateMachine<E>, tempfile::TempDir> for Builder<L, M>
+    where
+        LS: RaftLogStorage<TypeConfig>,
+        E: Engine,
+        L: Fn(&Path) -> LS + Send + Sync,
+        M: Fn(&Path) -> E + Send + Sync,
     {
-        async fn build(&self) -> IoResult<(tempfile::TempDir, LogStore, StateMachine<E>)> {
+        async fn build(&self) -> IoResult<(tempfile::TempDir, LS, StateMachine<E>)> {
             let dir = tempfile::tempdir().map_err(snap_err)?;
-            let log = LogStore::open(&dir.path().join("log.redb"))?;
+            let log = (self.0)(dir.path());
             let snapshots = SnapshotDir::open(dir.path().join("snapshots")).map_err(snap_err)?;
-            let sm = StateMachine::new(Arc::new((self.0)(dir.path())), snapshots, 64);
+            let sm = StateMachine::new(Arc::new((self.1)(dir.path())), snapshots, 64);
             Ok((dir, log, sm))
         }
     }
 
-    // openraft's own storage conformance suite, once per engine. It builds
-    // its own runtime, so these are plain #[test]s.
+    fn redb_log(dir: &Path) -> LogStore {
+        LogStore::open(&dir.join("log.redb")).expect("open redb log")
+    }
+
+    fn wal_log(dir: &Path) -> WalLogStore {
+        WalLogStore::open(
+            &dir.join("wal"),
+            WalLimits {
+                cache_bytes: 1 << 20,
+            },
+        )
+        .expect("open wal")
+    }
+
+    fn redb_engine(dir: &Path) -> RedbEngine {
+        RedbEngine::open(&dir.join("state.redb")).expect("open engine")
+    }
+
+    fn memory_engine(_: &Path) -> MemEngine {
+        MemEngine::new()
+    }
+
+    // openraft's own storage conformance suite, for every log store and
+    // every engine. It builds its own runtime, so these are plain #[test]s.
     #[test]
-    fn openraft_suite_with_redb_engine() {
-        Suite::test_all(Builder(|dir: &std::path::Path| {
-            RedbEngine::open(&dir.join("state.redb")).expect("open engine")
-        }))
-        .expect("suite");
+    fn openraft_suite_redb_log_redb_engine() {
+        Suite::test_all(Builder(redb_log, redb_engine)).expect("suite");
     }
 
     #[test]
-    fn openraft_suite_with_memory_engine() {
-        Suite::test_all(Builder(|_: &std::path::Path| MemEngine::new())).expect("suite");
+    fn openraft_suite_redb_log_memory_engine() {
+        Suite::test_all(Builder(redb_log, memory_engine)).expect("suite");
+    }
+
+    #[test]
+    fn openraft_suite_wal_log_redb_engine() {
+        Suite::test_all(Builder(wal_log, redb_engine)).expect("suite");
+    }
+
+    #[test]
+    fn openraft_suite_wal_log_memory_engine() {
+        Suite::test_all(Builder(wal_log, memory_engine)).expect("suite");
     }
 }

@@ -46,6 +46,7 @@ pub struct WriteBatch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Condition {
     pub table: String,
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     pub expected_version: u64,
 }
@@ -54,7 +55,9 @@ pub struct Condition {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mutation {
     pub table: String,
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub value: Option<Vec<u8>>,
 }
 
@@ -62,6 +65,7 @@ pub struct Mutation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConditionFailure {
     pub table: String,
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     pub expected_version: u64,
     pub actual_version: u64,

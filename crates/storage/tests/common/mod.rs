@@ -28,6 +28,8 @@ pub struct Cluster {
 
 pub fn fast_tuning() -> RaftTuning {
     RaftTuning {
+        log: storage::node::LogKind::Wal,
+        wal_cache_bytes: 16 << 20,
         heartbeat: Duration::from_millis(50),
         election_min: Duration::from_millis(200),
         election_max: Duration::from_millis(400),
