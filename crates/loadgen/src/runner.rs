@@ -149,7 +149,7 @@ mod tests {
     impl Target for Sleepy {
         async fn call(&self, n: u64) -> Result<(), String> {
             tokio::time::sleep(Duration::from_millis(10)).await;
-            if n % 10 == 0 {
+            if n.is_multiple_of(10) {
                 Err("every tenth".into())
             } else {
                 Ok(())
