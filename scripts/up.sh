@@ -17,6 +17,7 @@ usage: scripts/up.sh [options]
   --gateways N      gateway replicas (env ANATOMY_GATEWAYS, default 2)
   --port-offset N   add N to every port (env ANATOMY_PORT_OFFSET, default 0)
   --dir DIR         state directory (env ANATOMY_DIR, default .anatomy)
+  --storage-only    start only the storage replicas
   --no-build        use the binaries already in target/release
 The layout is fixed when the cluster is first created; scripts/down.sh --wipe resets it.
 USAGE
@@ -28,6 +29,7 @@ BUSINESSES=${ANATOMY_BUSINESSES:-2}
 GATEWAYS=${ANATOMY_GATEWAYS:-2}
 PORT_OFFSET=${ANATOMY_PORT_OFFSET:-0}
 BUILD=1
+STORAGE_ONLY=0
 while (($#)); do
   case $1 in
     --shards) SHARDS=$2; shift 2 ;;
@@ -37,6 +39,7 @@ while (($#)); do
     --port-offset) PORT_OFFSET=$2; shift 2 ;;
     --dir) ANATOMY_DIR=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --storage-only) STORAGE_ONLY=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown option $1" ;;
   esac
@@ -139,6 +142,7 @@ for ((s = 0; s < SHARDS; s++)); do
   done
 done
 BUSINESS_ADDRS=()
+((STORAGE_ONLY)) && BUSINESSES=0 GATEWAYS=0
 for ((b = 1; b <= BUSINESSES; b++)); do
   BUSINESS_ADDRS+=("127.0.0.1:$(business_port "$b")")
   start "business-$b" business --listen "127.0.0.1:$(business_port "$b")" --shard-map "$MAP"
@@ -157,6 +161,10 @@ done
 for ((b = 1; b <= BUSINESSES; b++)); do wait_ready "business-$b" business "127.0.0.1:$(business_port "$b")"; done
 for ((g = 1; g <= GATEWAYS; g++)); do wait_ready "gateway-$g" gateway "127.0.0.1:${GATEWAY_PORTS[g - 1]}"; done
 
+if ((STORAGE_ONLY)); then
+  say "Storage is up: $SHARDS shards x $REPLICAS replicas, ports $(storage_port 0 1)-$(storage_port $((SHARDS - 1)) "$REPLICAS"), shard map $MAP"
+  exit 0
+fi
 GW="127.0.0.1:${GATEWAY_PORTS[0]}"
 say ""
 say "Anatomy is up. Gateways: $(printf '127.0.0.1:%s ' "${GATEWAY_PORTS[@]}")"

@@ -78,6 +78,11 @@ pub struct KvArgs {
     #[arg(long, env = "ANATOMY_LOADGEN_PRELOAD", default_value_t = 0)]
     pub preload: u64,
 
+    /// Keys 0..N already exist (from an earlier --preload): gets read among
+    /// them without preloading again.
+    #[arg(long, env = "ANATOMY_LOADGEN_KEYS", default_value_t = 0)]
+    pub keys: u64,
+
     /// Operations in flight while preloading.
     #[arg(
         long,

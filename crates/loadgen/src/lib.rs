@@ -44,7 +44,7 @@ pub async fn run(cli: Cli) -> Result<(), LoadError> {
                 client: client.clone(),
                 op,
                 value_size: args.kv.value_size,
-                keys: args.kv.preload,
+                keys: args.kv.preload.max(args.kv.keys),
                 offset,
                 timeout: args.run.timeout,
             };
@@ -55,7 +55,7 @@ pub async fn run(cli: Cli) -> Result<(), LoadError> {
                 &args.endpoints,
                 args.kv.op,
                 args.kv.value_size,
-                args.kv.preload,
+                args.kv.preload.max(args.kv.keys),
                 args.run.timeout,
             )
             .map_err(setup)?;
@@ -91,7 +91,7 @@ async fn kv_runs<T: Target>(
     let op = format!("{:?}", kv.op).to_lowercase();
     // Puts write keys no earlier run wrote: past the preloaded ones, and a
     // fresh range per run.
-    let offset = kv.preload + 1_000_000_000 * (std::process::id() as u64 % 1000 + 1);
+    let offset = kv.preload.max(kv.keys) + 1_000_000_000 * (std::process::id() as u64 % 1000 + 1);
     runs(system, &op, Arc::new(make(kv.op, offset)), run).await
 }
 

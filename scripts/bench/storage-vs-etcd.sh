@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Anatomy storage vs etcd, same machine, same client, one after the other.
+#
+# Anatomy: one shard of 3 replicas on loopback (a 3-member Raft group, like
+# etcd's cluster). etcd: 3 members of etcd 3.4 on loopback. The same
+# loadgen writes 256-byte values to new keys (puts) and reads random
+# existing keys linearizably (gets) at each concurrency, and appends one
+# JSON line per run to the results file. Both fsync every acknowledged write.
+#
+#   scripts/bench/storage-vs-etcd.sh [--duration 10s] [--concurrency 1,16,64]
+#                                    [--keys 10000] [--large 1000000] [--out FILE]
+# --large N also measures puts and gets at c=64 with N keys preloaded.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+
+DURATION=10s CONCURRENCY=1,16,64 KEYS=10000 LARGE=0
+OUT="$ROOT/.anatomy-bench-results.jsonl"
+while (($#)); do
+  case $1 in
+    --duration) DURATION=$2; shift 2 ;;
+    --concurrency) CONCURRENCY=$2; shift 2 ;;
+    --keys) KEYS=$2; shift 2 ;;
+    --large) LARGE=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    *) die "unknown option $1" ;;
+  esac
+done
+rm -f "$OUT"
+
+say "==> building (release)"
+(cd "$ROOT" && cargo build --release --bins -p storage -p loadgen)
+LOADGEN="$BIN_DIR/loadgen"
+BENCH_DIR="$ROOT/.anatomy-bench"
+MAP="$BENCH_DIR/shard-map.toml"
+ETCD="$ROOT/scripts/bench/etcd-cluster.sh"
+
+anatomy_up() {
+  ANATOMY_DIR="$BENCH_DIR" "$ROOT/scripts/down.sh" --wipe >/dev/null
+  ANATOMY_DIR="$BENCH_DIR" "$ROOT/scripts/up.sh" --no-build --storage-only \
+    --shards 1 --replicas 3 --port-offset 2000 >/dev/null
+}
+anatomy_down() { ANATOMY_DIR="$BENCH_DIR" "$ROOT/scripts/down.sh" --wipe >/dev/null; }
+cleanup() { anatomy_down || true; "$ETCD" stop >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+say "==> the disk's fsync floor (4 KiB write + fdatasync, 500 times)"
+python3 - "$ROOT" <<'PY'
+import os, sys, time
+path = os.path.join(sys.argv[1], ".fsync-probe")
+fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+lat = []
+for _ in range(500):
+    os.write(fd, b"x" * 4096)
+    t = time.perf_counter(); os.fdatasync(fd); lat.append((time.perf_counter() - t) * 1000)
+os.close(fd); os.unlink(path)
+lat.sort()
+print(f"fdatasync ms: p50 {lat[250]:.3f}  p99 {lat[495]:.3f}  max {lat[-1]:.3f}")
+PY
+
+run() { # system label op extra-args...
+  local system=$1 label=$2 op=$3
+  shift 3
+  "$LOADGEN" "$system" --op "$op" --duration "$DURATION" --label "$label" --json "$OUT" "$@" 2>/dev/null
+}
+
+say "==> Anatomy storage: 1 shard x 3 replicas"
+anatomy_up
+run storage anatomy put --shard-map "$MAP" --preload "$KEYS" --concurrency "$CONCURRENCY"
+run storage anatomy get --shard-map "$MAP" --keys "$KEYS" --concurrency "$CONCURRENCY" | tail -n +2
+if ((LARGE)); then
+  anatomy_down && anatomy_up
+  run storage "anatomy-$LARGE" put --shard-map "$MAP" --preload "$LARGE" --concurrency 64
+  run storage "anatomy-$LARGE" get --shard-map "$MAP" --keys "$LARGE" --concurrency 64 | tail -n +2
+fi
+anatomy_down
+
+say "==> etcd: 3 members"
+"$ETCD" start
+EP=$("$ETCD" endpoints)
+run etcd etcd put --endpoints "$EP" --preload "$KEYS" --concurrency "$CONCURRENCY"
+run etcd etcd get --endpoints "$EP" --keys "$KEYS" --concurrency "$CONCURRENCY" | tail -n +2
+if ((LARGE)); then
+  "$ETCD" stop >/dev/null && "$ETCD" start >/dev/null
+  run etcd "etcd-$LARGE" put --endpoints "$EP" --preload "$LARGE" --concurrency 64
+  run etcd "etcd-$LARGE" get --endpoints "$EP" --keys "$LARGE" --concurrency 64 | tail -n +2
+fi
+"$ETCD" stop
+
+say "==> Anatomy / etcd"
+python3 - "$OUT" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+by = {(r["label"].split("-")[0], r["label"].split("-")[1] if "-" in r["label"] else "", r["op"], r["mode"]): r for r in rows}
+print("| keys | op | mode | Anatomy ops/s | etcd ops/s | ratio | Anatomy p99 ms | etcd p99 ms |")
+print("|---|---|---|---:|---:|---:|---:|---:|")
+for (sys_, size, op, mode), a in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][2], int(kv[0][3].split("=")[1]))):
+    if sys_ != "anatomy":
+        continue
+    e = by.get(("etcd", size, op, mode))
+    if not e:
+        continue
+    print(f"| {size or 'small'} | {op} | {mode} | {a['throughput']:.0f} | {e['throughput']:.0f} | "
+          f"{a['throughput']/max(e['throughput'],1e-9):.2f}x | {a['p99_ms']:.2f} | {e['p99_ms']:.2f} |")
+PY
+say "results: $OUT"
