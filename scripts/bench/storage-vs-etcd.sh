@@ -8,12 +8,13 @@
 # JSON line per run to the results file. Both fsync every acknowledged write.
 #
 #   scripts/bench/storage-vs-etcd.sh [--duration 10s] [--concurrency 1,16,64]
-#                                    [--keys 10000] [--large 1000000] [--out FILE]
+#                                    [--keys 10000] [--large 1000000] [--runs 3] [--out FILE]
 # --large N also measures puts and gets at c=64 with N keys preloaded.
+# --runs N repeats every measurement N times; the summary shows medians.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
-DURATION=10s CONCURRENCY=1,16,64 KEYS=10000 LARGE=0
+DURATION=10s CONCURRENCY=1,16,64 KEYS=10000 LARGE=0 RUNS=1
 OUT="$ROOT/.anatomy-bench-results.jsonl"
 while (($#)); do
   case $1 in
@@ -21,6 +22,7 @@ while (($#)); do
     --concurrency) CONCURRENCY=$2; shift 2 ;;
     --keys) KEYS=$2; shift 2 ;;
     --large) LARGE=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     *) die "unknown option $1" ;;
   esac
@@ -58,9 +60,14 @@ print(f"fdatasync ms: p50 {lat[250]:.3f}  p99 {lat[495]:.3f}  max {lat[-1]:.3f}"
 PY
 
 run() { # system label op extra-args...
-  local system=$1 label=$2 op=$3
+  local system=$1 label=$2 op=$3 i
   shift 3
-  "$LOADGEN" "$system" --op "$op" --duration "$DURATION" --label "$label" --json "$OUT" "$@" 2>/dev/null
+  for ((i = 1; i <= RUNS; i++)); do
+    "$LOADGEN" "$system" --op "$op" --duration "$DURATION" --label "$label" --json "$OUT" "$@" 2>/dev/null |
+      if ((i == 1)); then cat; else tail -n +2; fi
+    # Preload once: later runs reuse the keys.
+    set -- "${@/--preload/--keys}"
+  done
 }
 
 say "==> Anatomy storage: 1 shard x 3 replicas"
@@ -89,10 +96,17 @@ fi
 say "==> Anatomy / etcd"
 python3 - "$OUT" <<'PY'
 import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-by = {(r["label"].split("-")[0], r["label"].split("-")[1] if "-" in r["label"] else "", r["op"], r["mode"]): r for r in rows}
-print("| keys | op | mode | Anatomy ops/s | etcd ops/s | ratio | Anatomy p99 ms | etcd p99 ms |")
-print("|---|---|---|---:|---:|---:|---:|---:|")
+import statistics
+groups = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    key = (r["label"].split("-")[0], r["label"].split("-")[1] if "-" in r["label"] else "", r["op"], r["mode"])
+    groups.setdefault(key, []).append(r)
+def median(rs):
+    return {f: statistics.median(r[f] for r in rs) for f in ("throughput", "p99_ms")} | {"n": len(rs)}
+by = {k: median(v) for k, v in groups.items()}
+print("| keys | op | mode | Anatomy ops/s | etcd ops/s | ratio | Anatomy p99 ms | etcd p99 ms | runs |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|")
 for (sys_, size, op, mode), a in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][2], int(kv[0][3].split("=")[1]))):
     if sys_ != "anatomy":
         continue
@@ -100,6 +114,6 @@ for (sys_, size, op, mode), a in sorted(by.items(), key=lambda kv: (kv[0][1], kv
     if not e:
         continue
     print(f"| {size or 'small'} | {op} | {mode} | {a['throughput']:.0f} | {e['throughput']:.0f} | "
-          f"{a['throughput']/max(e['throughput'],1e-9):.2f}x | {a['p99_ms']:.2f} | {e['p99_ms']:.2f} |")
+          f"{a['throughput']/max(e['throughput'],1e-9):.2f}x | {a['p99_ms']:.2f} | {e['p99_ms']:.2f} | {a['n']} |")
 PY
 say "results: $OUT"

@@ -53,7 +53,7 @@ pub struct BusinessArgs {
     pub max_attempts: u32,
 
     /// Longest a single storage attempt may take before trying another replica.
-    #[arg(long, env = "ANATOMY_STORAGE_ATTEMPT_TIMEOUT", value_parser = parse_duration, default_value = "2s")]
+    #[arg(long, env = "ANATOMY_STORAGE_ATTEMPT_TIMEOUT", value_parser = parse_duration, default_value = "1s")]
     pub storage_attempt_timeout: Duration,
 
     #[command(flatten)]

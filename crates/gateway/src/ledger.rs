@@ -98,10 +98,14 @@ impl Gateway {
     }
 }
 
-/// Worth another attempt: no replica (or no storage shard behind it)
-/// could answer. Other failures are the answer.
+/// Worth another attempt: the call never reached a business replica that
+/// could answer (no connection, or no replica ready). tonic attaches the
+/// local cause as `source` to statuses it makes from client-side failures;
+/// a status a replica sent back has none. A replica's own UNAVAILABLE
+/// (say, a storage shard without a majority) is its answer: retrying here
+/// would only burn the caller's deadline.
 fn unreachable(status: &Status) -> bool {
-    status.code() == Code::Unavailable
+    status.code() == Code::Unavailable && std::error::Error::source(status).is_some()
 }
 
 fn tenant<T>(request: &Request<T>) -> Result<String, Status> {

@@ -37,15 +37,20 @@ pub struct ClientConfig {
     pub backoff_base: Duration,
     /// Longest retry backoff.
     pub backoff_max: Duration,
+    /// Stop retrying this long before the caller's deadline (at most a
+    /// tenth of it), so that UNAVAILABLE reaches the caller in time.
+    pub deadline_margin: Duration,
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_millis(500),
-            attempt_timeout: Duration::from_secs(2),
+            attempt_timeout: Duration::from_secs(1),
             backoff_base: Duration::from_millis(25),
-            backoff_max: Duration::from_millis(500),
+            // Polls a shard that is electing a leader about every 100 ms.
+            backoff_max: Duration::from_millis(200),
+            deadline_margin: Duration::from_millis(250),
         }
     }
 }
@@ -227,7 +232,7 @@ impl StorageClient {
         F: FnMut(KvClient<Channel>, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + timeout - self.config.deadline_margin.min(timeout / 10);
         let replicas = shard.clients.len();
         let mut target = shard.first_target();
         let mut last = String::from("no attempt finished before the deadline");

@@ -74,16 +74,17 @@ pub struct StorageArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RaftArgs {
     /// Leader heartbeat interval.
-    #[arg(long, env = "ANATOMY_RAFT_HEARTBEAT", value_parser = parse_duration, default_value = "100ms")]
+    #[arg(long, env = "ANATOMY_RAFT_HEARTBEAT", value_parser = parse_duration, default_value = "50ms")]
     pub raft_heartbeat: Duration,
 
-    /// Shortest election timeout (a follower that hears no leader this long
-    /// starts an election). Bounds how fast a dead leader is replaced.
-    #[arg(long, env = "ANATOMY_RAFT_ELECTION_MIN", value_parser = parse_duration, default_value = "500ms")]
+    /// Shortest election timeout. openraft 0.9 starts an election after the
+    /// leader lease (= --raft-election-max) plus a random timeout between
+    /// min and max, so a dead leader is replaced after max + [min, max].
+    #[arg(long, env = "ANATOMY_RAFT_ELECTION_MIN", value_parser = parse_duration, default_value = "250ms")]
     pub raft_election_min: Duration,
 
     /// Longest election timeout (randomised between min and max).
-    #[arg(long, env = "ANATOMY_RAFT_ELECTION_MAX", value_parser = parse_duration, default_value = "1000ms")]
+    #[arg(long, env = "ANATOMY_RAFT_ELECTION_MAX", value_parser = parse_duration, default_value = "500ms")]
     pub raft_election_max: Duration,
 
     /// Take a snapshot (and compact the log) after this many log entries.
@@ -105,7 +106,7 @@ pub struct RaftArgs {
 
     /// Fsync the state machine at least every this many applied entries
     /// (the log is always fsynced; this only bounds re-apply work after a crash).
-    #[arg(long, env = "ANATOMY_SYNC_EVERY", default_value_t = 1_000)]
+    #[arg(long, env = "ANATOMY_SYNC_EVERY", default_value_t = 100)]
     pub sync_every: u64,
 }
 
