@@ -240,12 +240,16 @@ async fn leader_failover_loses_no_acknowledged_write() {
         }
     });
     // Let some writes through, then take the leader away.
-    let limit = Instant::now() + TIMEOUT;
-    while cluster.node(leader).state().expect("state").1 < 30 {
-        assert!(Instant::now() < limit, "writes did not start");
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    cluster
+        .node(leader)
+        .raft
+        .wait(Some(TIMEOUT))
+        .metrics(
+            |m| m.last_applied.is_some_and(|l| l.index >= 30),
+            "writes are flowing",
+        )
+        .await
+        .expect("writes started");
     let killed_at = Instant::now();
     cluster.stop(leader).await;
     let acked = writer.await.expect("writer");

@@ -32,6 +32,10 @@ pub struct Ledger<S, C> {
 
 type Change = (Account, Option<Entry>);
 
+/// A domain rule that moves money: `Account::deposit` or `Account::withdraw`.
+type MoneyRule =
+    fn(&Account, Amount, &RequestId, SystemTime) -> Result<(Account, Entry), DomainError>;
+
 impl<S: AccountStore, C: Clock> Ledger<S, C> {
     /// A ledger over `store`, retrying a conflicted change up to `max_attempts` times.
     pub fn new(store: S, clock: C, max_attempts: u32) -> Self {
@@ -84,20 +88,8 @@ impl<S: AccountStore, C: Clock> Ledger<S, C> {
         cmd: MoveMoney,
         deadline: Deadline,
     ) -> Result<Account, DomainError> {
-        let fp = fingerprint("deposit", &cmd.key, Some(cmd.amount));
-        let MoveMoney {
-            key,
-            request_id,
-            amount,
-        } = cmd;
-        let rid = request_id.clone();
-        self.mutate(&key, request_id, fp, deadline, |current, now| {
-            let (account, entry) = current
-                .ok_or_else(|| not_found(&key))?
-                .deposit(amount, &rid, now)?;
-            Ok((account, Some(entry)))
-        })
-        .await
+        self.move_money("deposit", cmd, deadline, Account::deposit)
+            .await
     }
 
     /// Takes money from an account; never below zero.
@@ -106,7 +98,18 @@ impl<S: AccountStore, C: Clock> Ledger<S, C> {
         cmd: MoveMoney,
         deadline: Deadline,
     ) -> Result<Account, DomainError> {
-        let fp = fingerprint("withdraw", &cmd.key, Some(cmd.amount));
+        self.move_money("withdraw", cmd, deadline, Account::withdraw)
+            .await
+    }
+
+    async fn move_money(
+        &self,
+        operation: &str,
+        cmd: MoveMoney,
+        deadline: Deadline,
+        rule: MoneyRule,
+    ) -> Result<Account, DomainError> {
+        let fp = fingerprint(operation, &cmd.key, Some(cmd.amount));
         let MoveMoney {
             key,
             request_id,
@@ -114,9 +117,8 @@ impl<S: AccountStore, C: Clock> Ledger<S, C> {
         } = cmd;
         let rid = request_id.clone();
         self.mutate(&key, request_id, fp, deadline, |current, now| {
-            let (account, entry) = current
-                .ok_or_else(|| not_found(&key))?
-                .withdraw(amount, &rid, now)?;
+            let (account, entry) =
+                rule(current.ok_or_else(|| not_found(&key))?, amount, &rid, now)?;
             Ok((account, Some(entry)))
         })
         .await

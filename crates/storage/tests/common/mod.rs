@@ -193,13 +193,8 @@ impl Cluster {
     }
 }
 
-/// Binds `addr`, retrying briefly while a stopped replica's socket closes.
+/// Binds `addr` (a stopped replica has closed its listener; SO_REUSEADDR
+/// lets the port be bound again at once).
 async fn bind_retrying(addr: &str) -> TcpListener {
-    for _ in 0..50 {
-        match TcpListener::bind(addr).await {
-            Ok(l) => return l,
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
     TcpListener::bind(addr).await.expect("bind replica address")
 }
