@@ -179,3 +179,227 @@ fn replay(receipt: Receipt, fingerprint: &str) -> Result<Account, DomainError> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::app::ports::{AccountState, StoreError, Versioned};
+    use crate::domain::{AccountId, TenantId};
+
+    /// The storage port in memory, with faults to inject.
+    #[derive(Default)]
+    struct FakeStore {
+        accounts: Mutex<HashMap<AccountKey, Versioned<Account>>>,
+        receipts: Mutex<HashMap<(AccountKey, RequestId), Receipt>>,
+        /// Commits to refuse as conflicts before accepting.
+        conflicts: AtomicU32,
+        /// Commits to apply but answer with an error (the answer is lost).
+        lost_answers: AtomicU32,
+        commits: AtomicU32,
+    }
+
+    impl AccountStore for FakeStore {
+        async fn load(
+            &self,
+            key: &AccountKey,
+            request_id: Option<&RequestId>,
+            _: Deadline,
+        ) -> Result<AccountState, StoreError> {
+            let account = self.accounts.lock().expect("lock").get(key).cloned();
+            let receipt = request_id.and_then(|r| {
+                self.receipts
+                    .lock()
+                    .expect("lock")
+                    .get(&(key.clone(), r.clone()))
+                    .cloned()
+            });
+            Ok(AccountState { account, receipt })
+        }
+
+        async fn commit(&self, change: AccountChange, _: Deadline) -> Result<Commit, StoreError> {
+            let take = |n: &AtomicU32| {
+                n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+                    .is_ok()
+            };
+            if take(&self.conflicts) {
+                return Ok(Commit::Conflict);
+            }
+            let mut accounts = self.accounts.lock().expect("lock");
+            let mut receipts = self.receipts.lock().expect("lock");
+            let version = accounts.get(&change.key).map_or(0, |v| v.version);
+            let receipt_key = (change.key.clone(), change.receipt.request_id.clone());
+            if version != change.expected_version || receipts.contains_key(&receipt_key) {
+                return Ok(Commit::Conflict);
+            }
+            accounts.insert(
+                change.key.clone(),
+                Versioned {
+                    value: change.account,
+                    version: version + 1,
+                },
+            );
+            receipts.insert(receipt_key, change.receipt);
+            self.commits.fetch_add(1, Ordering::SeqCst);
+            if take(&self.lost_answers) {
+                return Err(StoreError::Unavailable("answer lost".into()));
+            }
+            Ok(Commit::Done)
+        }
+    }
+
+    struct FixedClock;
+
+    impl Clock for FixedClock {
+        fn now(&self) -> SystemTime {
+            SystemTime::UNIX_EPOCH
+        }
+    }
+
+    fn ledger(store: FakeStore) -> Ledger<FakeStore, FixedClock> {
+        Ledger::new(store, FixedClock, 3)
+    }
+
+    fn key() -> AccountKey {
+        AccountKey {
+            tenant: TenantId::parse("acme").expect("tenant"),
+            account: AccountId::parse("alice").expect("account"),
+        }
+    }
+
+    fn rid(s: &str) -> RequestId {
+        RequestId::parse(s).expect("request id")
+    }
+
+    fn deposit(r: &str, amount: i64) -> MoveMoney {
+        MoveMoney {
+            key: key(),
+            request_id: rid(r),
+            amount: Amount::parse(amount).expect("amount"),
+        }
+    }
+
+    fn soon() -> Deadline {
+        Deadline::after(Duration::from_secs(5))
+    }
+
+    async fn opened(store: FakeStore) -> Ledger<FakeStore, FixedClock> {
+        let l = ledger(store);
+        l.create_account(key(), rid("open"), soon())
+            .await
+            .expect("create");
+        l
+    }
+
+    #[tokio::test]
+    async fn a_replay_returns_the_first_result_and_applies_once() {
+        let l = opened(FakeStore::default()).await;
+        let first = l
+            .deposit(deposit("d1", 100), soon())
+            .await
+            .expect("deposit");
+        l.deposit(deposit("d2", 5), soon()).await.expect("deposit");
+        let replay = l.deposit(deposit("d1", 100), soon()).await.expect("replay");
+        assert_eq!(replay, first, "the first result, not the current account");
+        let now = l.get_account(key(), soon()).await.expect("get");
+        assert_eq!(now.balance, 105);
+        assert_eq!(
+            l.store.commits.load(Ordering::SeqCst),
+            3,
+            "open + two deposits"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reused_request_id_with_other_arguments_is_refused() {
+        let l = opened(FakeStore::default()).await;
+        l.deposit(deposit("d1", 100), soon())
+            .await
+            .expect("deposit");
+        let err = l
+            .deposit(deposit("d1", 7), soon())
+            .await
+            .expect_err("reuse");
+        assert!(matches!(err, DomainError::RequestIdReused { .. }), "{err}");
+        let err = l
+            .withdraw(deposit("d1", 100), soon())
+            .await
+            .expect_err("same amount, other operation");
+        assert!(matches!(err, DomainError::RequestIdReused { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn conflicts_are_retried_then_reported() {
+        let l = opened(FakeStore::default()).await;
+        l.store.conflicts.store(2, Ordering::SeqCst);
+        let a = l
+            .deposit(deposit("d1", 10), soon())
+            .await
+            .expect("third attempt wins");
+        assert_eq!(a.balance, 10);
+        l.store.conflicts.store(3, Ordering::SeqCst);
+        let err = l
+            .deposit(deposit("d2", 10), soon())
+            .await
+            .expect_err("every attempt lost");
+        assert!(
+            matches!(err, DomainError::Contention { attempts: 3, .. }),
+            "{err}"
+        );
+        assert_eq!(l.get_account(key(), soon()).await.expect("get").balance, 10);
+    }
+
+    #[tokio::test]
+    async fn a_commit_whose_answer_was_lost_is_not_applied_twice_on_retry() {
+        let l = opened(FakeStore::default()).await;
+        l.store.lost_answers.store(1, Ordering::SeqCst);
+        let err = l
+            .deposit(deposit("d1", 50), soon())
+            .await
+            .expect_err("answer lost");
+        assert!(matches!(err, DomainError::Unavailable(_)));
+        let retried = l
+            .deposit(deposit("d1", 50), soon())
+            .await
+            .expect("client retries");
+        assert_eq!(retried.balance, 50);
+        assert_eq!(
+            l.get_account(key(), soon()).await.expect("get").balance,
+            50,
+            "applied once"
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_and_existing_accounts() {
+        let l = ledger(FakeStore::default());
+        let err = l
+            .deposit(deposit("d1", 1), soon())
+            .await
+            .expect_err("no account");
+        assert!(matches!(err, DomainError::AccountNotFound { .. }));
+        l.create_account(key(), rid("c1"), soon())
+            .await
+            .expect("create");
+        let err = l
+            .create_account(key(), rid("c2"), soon())
+            .await
+            .expect_err("exists");
+        assert!(matches!(err, DomainError::AccountExists { .. }));
+        let err = l
+            .withdraw(deposit("w1", 1), soon())
+            .await
+            .expect_err("overdraft");
+        assert_eq!(
+            err,
+            DomainError::InsufficientFunds {
+                balance: 0,
+                amount: 1
+            }
+        );
+    }
+}
