@@ -72,17 +72,19 @@ if [[ -f $LAYOUT ]]; then
   [[ $wanted == "$have" ]] ||
     say "note: keeping the existing layout (shards/replicas/businesses/gateways/offset = $have); scripts/down.sh --wipe to change it"
 else
-  GATEWAY_PORTS=()
-  port=$((50051 + PORT_OFFSET))
+  GATEWAY_PORTS=() GATEWAY_HTTP_PORTS=()
+  port=$((50051 + PORT_OFFSET)) http=$((8080 + PORT_OFFSET))
   for ((g = 1; g <= GATEWAYS; g++)); do
     while ! port_free "$port"; do port=$((port + 1)); done
-    GATEWAY_PORTS+=("$port")
-    port=$((port + 1))
+    while ! port_free "$http"; do http=$((http + 1)); done
+    GATEWAY_PORTS+=("$port") GATEWAY_HTTP_PORTS+=("$http")
+    port=$((port + 1)) http=$((http + 1))
   done
   {
     printf 'SHARDS=%s\nREPLICAS=%s\nBUSINESSES=%s\nGATEWAYS=%s\nPORT_OFFSET=%s\n' \
       "$SHARDS" "$REPLICAS" "$BUSINESSES" "$GATEWAYS" "$PORT_OFFSET"
     printf 'GATEWAY_PORTS=(%s)\n' "${GATEWAY_PORTS[*]}"
+    printf 'GATEWAY_HTTP_PORTS=(%s)\n' "${GATEWAY_HTTP_PORTS[*]}"
   } >"$LAYOUT"
   {
     printf '# The shard map of the local cluster, written by scripts/up.sh.\n'
@@ -149,6 +151,7 @@ for ((b = 1; b <= BUSINESSES; b++)); do
 done
 for ((g = 1; g <= GATEWAYS; g++)); do
   start "gateway-$g" gateway --listen "127.0.0.1:${GATEWAY_PORTS[g - 1]}" \
+    --http-listen "127.0.0.1:${GATEWAY_HTTP_PORTS[g - 1]}" \
     --business-addr "$(IFS=,; echo "${BUSINESS_ADDRS[*]}")"
 done
 
@@ -166,8 +169,10 @@ if ((STORAGE_ONLY)); then
   exit 0
 fi
 GW="127.0.0.1:${GATEWAY_PORTS[0]}"
+HTTP="127.0.0.1:${GATEWAY_HTTP_PORTS[0]}"
 say ""
-say "Anatomy is up. Gateways: $(printf '127.0.0.1:%s ' "${GATEWAY_PORTS[@]}")"
+say "Anatomy is up. Gateways: gRPC $(printf '127.0.0.1:%s ' "${GATEWAY_PORTS[@]}")"
+say "                          HTTP $(printf '127.0.0.1:%s ' "${GATEWAY_HTTP_PORTS[@]}")"
 say "  business: ${BUSINESS_ADDRS[*]}"
 say "  storage:  $SHARDS shards x $REPLICAS replicas, ports $(storage_port 0 1)-$(storage_port $((SHARDS - 1)) "$REPLICAS") (shard map: $MAP)"
 say "  logs: $LOG_DIR/   pids: $RUN_DIR/   stop: scripts/down.sh [--wipe]"
@@ -182,6 +187,15 @@ Try it (the development key of tenant "acme" is dev-key-acme; of "globex", dev-k
   grpcurl -plaintext -H 'authorization: Bearer dev-key-acme' -d '{"request_id":"dep-1","account_id":"alice","amount":"1000"}' $GW anatomy.gateway.v1.Ledger/Deposit
   grpcurl -plaintext -H 'authorization: Bearer dev-key-acme' -d '{"request_id":"wd-1","account_id":"alice","amount":"250"}' $GW anatomy.gateway.v1.Ledger/Withdraw
   grpcurl -plaintext -H 'authorization: Bearer dev-key-acme' -d '{"account_id":"alice"}' $GW anatomy.gateway.v1.Ledger/GetAccount
+  grpcurl -plaintext -H 'authorization: Bearer dev-key-acme' -d '{"request_id":"create-bob","account_id":"bob"}' $GW anatomy.gateway.v1.Ledger/CreateAccount
+  grpcurl -plaintext -H 'authorization: Bearer dev-key-acme' -d '{"request_id":"tx-1","from_account_id":"alice","to_account_id":"bob","amount":"100"}' $GW anatomy.gateway.v1.Ledger/Transfer
+  grpcurl -plaintext -H 'authorization: Bearer dev-key-acme' -d '{"account_id":"alice"}' $GW anatomy.gateway.v1.Ledger/ListEntries
   grpcurl -plaintext $(storage_port 0 1 | sed 's/^/127.0.0.1:/') anatomy.storage.v1.Admin/ClusterStatus
+
+The same API over HTTP/JSON:
+
+  curl -s -H 'authorization: Bearer dev-key-acme' http://$HTTP/v1/accounts/alice
+  curl -s -H 'authorization: Bearer dev-key-acme' -d '{"requestId":"dep-2","amount":"50"}' http://$HTTP/v1/accounts/alice:deposit
+  curl -s -H 'authorization: Bearer dev-key-acme' http://$HTTP/v1/accounts
 
 TRY

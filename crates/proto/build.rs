@@ -1,6 +1,8 @@
 //! Compiles the contracts in `proto/` with protox (no `protoc` needed) and
 //! writes one descriptor set per package, so each service's reflection
-//! lists only its own services.
+//! lists only its own services. The public package also gets serde
+//! implementations of the proto3 JSON mapping (pbjson), for the gateway's
+//! HTTP/JSON API.
 
 use std::path::PathBuf;
 
@@ -16,13 +18,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={}", root.display());
     for (name, file) in PACKAGES {
         let fds = protox::compile([file], [&root])?;
-        std::fs::write(
-            out.join(format!("{name}_descriptor.bin")),
-            prost::Message::encode_to_vec(&fds),
-        )?;
-        tonic_prost_build::configure()
-            .bytes(".anatomy.storage.v1")
-            .compile_fds(fds)?;
+        let encoded = prost::Message::encode_to_vec(&fds);
+        std::fs::write(out.join(format!("{name}_descriptor.bin")), &encoded)?;
+        let mut config = tonic_prost_build::configure().bytes(".anatomy.storage.v1");
+        if name == "gateway" {
+            // Well-known types with JSON support, for the HTTP API.
+            config = config
+                .compile_well_known_types(true)
+                .extern_path(".google.protobuf", "::pbjson_types");
+        }
+        config.compile_fds(fds)?;
+        if name == "gateway" {
+            pbjson_build::Builder::new()
+                .register_descriptors(&encoded)?
+                .out_dir(&out)
+                .emit_fields()
+                .build(&[".anatomy.gateway.v1"])?;
+        }
     }
     Ok(())
 }

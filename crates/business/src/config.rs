@@ -56,6 +56,14 @@ pub struct BusinessArgs {
     #[arg(long, env = "ANATOMY_STORAGE_ATTEMPT_TIMEOUT", value_parser = parse_duration, default_value = "1s")]
     pub storage_attempt_timeout: Duration,
 
+    /// Time between passes of the transfer recovery worker.
+    #[arg(long, env = "ANATOMY_RECOVERY_INTERVAL", value_parser = parse_duration, default_value = "2s")]
+    pub recovery_interval: Duration,
+
+    /// The recovery worker takes over transfers pending for longer than this.
+    #[arg(long, env = "ANATOMY_RECOVERY_AFTER", value_parser = parse_duration, default_value = "5s")]
+    pub recovery_after: Duration,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }

@@ -8,6 +8,8 @@ pub mod app;
 pub mod config;
 pub mod domain;
 
+use std::sync::Arc;
+
 use anatomy_proto::business::v1::FILE_DESCRIPTOR_SET;
 use anatomy_proto::business::v1::ledger_server::LedgerServer;
 use anatomy_runtime::server::{self, ServerError};
@@ -17,9 +19,10 @@ use storage_client::{ClientConfig, ShardMap, StorageClient, StorageError};
 use tokio::net::TcpListener;
 
 use crate::adapters::grpc::LedgerService;
-use crate::adapters::storage::StorageAccounts;
+use crate::adapters::storage::StorageStore;
 use crate::app::Ledger;
 use crate::app::ports::SystemClock;
+use crate::app::recovery::{self, RecoveryConfig};
 use crate::config::BusinessArgs;
 
 /// The health service name readiness is reported under (and "").
@@ -65,11 +68,17 @@ pub async fn serve(
     shutdown: Shutdown,
 ) -> Result<(), RunError> {
     let addr = server::local_addr(&listener)?;
-    let ledger = Ledger::new(
-        StorageAccounts::new(storage_client(args)?),
+    let ledger = Arc::new(Ledger::new(
+        StorageStore::new(storage_client(args)?),
         SystemClock,
         args.max_attempts,
-    );
+    ));
+    let worker = RecoveryConfig {
+        every: args.recovery_interval,
+        older_than: args.recovery_after,
+        pass_budget: args.request_timeout,
+    };
+    tokio::spawn(recovery::run(ledger.clone(), worker, shutdown.wait()));
     let (reflection, reflection_alpha) = server::reflection(&[FILE_DESCRIPTOR_SET])?;
     let serving = server::builder()
         .add_service(health.service())

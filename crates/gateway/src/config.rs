@@ -33,6 +33,10 @@ pub struct GatewayArgs {
     #[arg(long, env = "ANATOMY_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: String,
 
+    /// Address to listen on for HTTP/JSON (the same API).
+    #[arg(long, env = "ANATOMY_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    pub http_listen: String,
+
     /// The business replicas: host:port[,host:port...]. Every address a
     /// name resolves to is a replica (a headless Service or a compose
     /// service name), re-resolved every --resolve-interval.

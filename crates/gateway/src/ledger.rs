@@ -23,6 +23,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::auth::Tenant;
 use crate::balance::{Pool, PoolState};
+use crate::convert;
 
 /// One boxed business call.
 type Call<R> = Pin<Box<dyn Future<Output = Result<Response<R>, Status>> + Send>>;
@@ -116,20 +117,21 @@ fn tenant<T>(request: &Request<T>) -> Result<String, Status> {
         .ok_or_else(|| Status::unauthenticated("request was not authenticated"))
 }
 
-fn to_api(a: biz::Account) -> api::Account {
-    let status = a.status();
-    api::Account {
-        account_id: a.account_id,
-        balance: a.balance,
-        version: a.version,
-        status: match status {
-            biz::AccountStatus::Open => api::AccountStatus::Open,
-            biz::AccountStatus::Closed => api::AccountStatus::Closed,
-            biz::AccountStatus::Unspecified => api::AccountStatus::Unspecified,
-        } as i32,
-        created_at: a.created_at,
-        updated_at: a.updated_at,
-    }
+/// Forwards one call: the tenant from authentication, the deadline from
+/// the caller (or the default), the message translated by `to_business`,
+/// the answer by `to_api`.
+macro_rules! forward {
+    ($self:ident, $request:ident, $method:ident, |$tenant:ident, $r:ident| $to_business:expr, $to_api:path) => {{
+        let ($tenant, budget) = (tenant(&$request)?, $self.budget(&$request));
+        let $r = $request.into_inner();
+        let message = $to_business;
+        let answer = $self
+            .forward(budget, message, |mut c, req| {
+                Box::pin(async move { c.$method(req).await })
+            })
+            .await?;
+        Ok(Response::new($to_api(answer)))
+    }};
 }
 
 #[tonic::async_trait]
@@ -138,75 +140,155 @@ impl Ledger for Gateway {
         &self,
         request: Request<api::CreateAccountRequest>,
     ) -> Result<Response<api::Account>, Status> {
-        let (tenant, budget) = (tenant(&request)?, self.budget(&request));
-        let r = request.into_inner();
-        let message = biz::CreateAccountRequest {
-            tenant,
-            request_id: r.request_id,
-            account_id: r.account_id,
-        };
-        let account = self
-            .forward(budget, message, |mut c, req| {
-                Box::pin(async move { c.create_account(req).await })
-            })
-            .await?;
-        Ok(Response::new(to_api(account)))
+        forward!(
+            self,
+            request,
+            create_account,
+            |tenant, r| biz::CreateAccountRequest {
+                tenant,
+                request_id: r.request_id,
+                account_id: r.account_id,
+            },
+            convert::account
+        )
     }
 
     async fn get_account(
         &self,
         request: Request<api::GetAccountRequest>,
     ) -> Result<Response<api::Account>, Status> {
-        let (tenant, budget) = (tenant(&request)?, self.budget(&request));
-        let message = biz::GetAccountRequest {
-            tenant,
-            account_id: request.into_inner().account_id,
-        };
-        let account = self
-            .forward(budget, message, |mut c, req| {
-                Box::pin(async move { c.get_account(req).await })
-            })
-            .await?;
-        Ok(Response::new(to_api(account)))
+        forward!(
+            self,
+            request,
+            get_account,
+            |tenant, r| biz::GetAccountRequest {
+                tenant,
+                account_id: r.account_id,
+            },
+            convert::account
+        )
     }
 
     async fn deposit(
         &self,
         request: Request<api::DepositRequest>,
     ) -> Result<Response<api::Account>, Status> {
-        let (tenant, budget) = (tenant(&request)?, self.budget(&request));
-        let r = request.into_inner();
-        let message = biz::MoveMoneyRequest {
-            tenant,
-            request_id: r.request_id,
-            account_id: r.account_id,
-            amount: r.amount,
-        };
-        let account = self
-            .forward(budget, message, |mut c, req| {
-                Box::pin(async move { c.deposit(req).await })
-            })
-            .await?;
-        Ok(Response::new(to_api(account)))
+        forward!(
+            self,
+            request,
+            deposit,
+            |tenant, r| biz::MoveMoneyRequest {
+                tenant,
+                request_id: r.request_id,
+                account_id: r.account_id,
+                amount: r.amount,
+            },
+            convert::account
+        )
     }
 
     async fn withdraw(
         &self,
         request: Request<api::WithdrawRequest>,
     ) -> Result<Response<api::Account>, Status> {
-        let (tenant, budget) = (tenant(&request)?, self.budget(&request));
-        let r = request.into_inner();
-        let message = biz::MoveMoneyRequest {
-            tenant,
-            request_id: r.request_id,
-            account_id: r.account_id,
-            amount: r.amount,
-        };
-        let account = self
-            .forward(budget, message, |mut c, req| {
-                Box::pin(async move { c.withdraw(req).await })
-            })
-            .await?;
-        Ok(Response::new(to_api(account)))
+        forward!(
+            self,
+            request,
+            withdraw,
+            |tenant, r| biz::MoveMoneyRequest {
+                tenant,
+                request_id: r.request_id,
+                account_id: r.account_id,
+                amount: r.amount,
+            },
+            convert::account
+        )
+    }
+
+    async fn close_account(
+        &self,
+        request: Request<api::CloseAccountRequest>,
+    ) -> Result<Response<api::Account>, Status> {
+        forward!(
+            self,
+            request,
+            close_account,
+            |tenant, r| biz::CloseAccountRequest {
+                tenant,
+                request_id: r.request_id,
+                account_id: r.account_id,
+            },
+            convert::account
+        )
+    }
+
+    async fn transfer(
+        &self,
+        request: Request<api::TransferRequest>,
+    ) -> Result<Response<api::Transfer>, Status> {
+        forward!(
+            self,
+            request,
+            transfer,
+            |tenant, r| biz::TransferRequest {
+                tenant,
+                request_id: r.request_id,
+                from_account_id: r.from_account_id,
+                to_account_id: r.to_account_id,
+                amount: r.amount,
+            },
+            convert::transfer
+        )
+    }
+
+    async fn get_transfer(
+        &self,
+        request: Request<api::GetTransferRequest>,
+    ) -> Result<Response<api::Transfer>, Status> {
+        forward!(
+            self,
+            request,
+            get_transfer,
+            |tenant, r| biz::GetTransferRequest {
+                tenant,
+                transfer_id: r.transfer_id,
+            },
+            convert::transfer
+        )
+    }
+
+    async fn list_accounts(
+        &self,
+        request: Request<api::ListAccountsRequest>,
+    ) -> Result<Response<api::ListAccountsResponse>, Status> {
+        forward!(
+            self,
+            request,
+            list_accounts,
+            |tenant, r| biz::ListAccountsRequest {
+                tenant,
+                page_size: r.page_size,
+                page_token: r.page_token,
+            },
+            convert::accounts
+        )
+    }
+
+    async fn list_entries(
+        &self,
+        request: Request<api::ListEntriesRequest>,
+    ) -> Result<Response<api::ListEntriesResponse>, Status> {
+        forward!(
+            self,
+            request,
+            list_entries,
+            |tenant, r| biz::ListEntriesRequest {
+                tenant,
+                account_id: r.account_id,
+                page_size: r.page_size,
+                page_token: r.page_token,
+            },
+            convert::entries
+        )
     }
 }

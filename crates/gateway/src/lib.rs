@@ -6,6 +6,8 @@
 pub mod auth;
 pub mod balance;
 pub mod config;
+pub mod convert;
+pub mod http;
 pub mod ledger;
 
 use anatomy_proto::business::v1::ledger_client::LedgerClient;
@@ -14,6 +16,8 @@ use anatomy_proto::gateway::v1::ledger_server::LedgerServer;
 use anatomy_runtime::layers::breaker::BreakerConfig;
 use anatomy_runtime::server::{self, ServerError};
 use anatomy_runtime::{Health, Shutdown};
+use std::time::Duration;
+
 use tokio::net::TcpListener;
 
 use crate::auth::{ApiKeyError, ApiKeys, DEV_KEYS};
@@ -78,6 +82,21 @@ pub async fn serve(
         args.request_timeout,
         args.retries,
     );
+    let http = http::router(
+        http::HttpState {
+            gateway: gateway.clone(),
+            keys: keys.clone(),
+        },
+        args.request_timeout + Duration::from_secs(1),
+    );
+    let http_listener = server::bind(&args.http_listen).await?;
+    let http_addr = server::local_addr(&http_listener)?;
+    let http_serving = axum::serve(http_listener, http).with_graceful_shutdown(shutdown.wait());
+    let http_task = tokio::spawn(async move {
+        if let Err(e) = http_serving.await {
+            tracing::error!(error = %e, "the HTTP server failed");
+        }
+    });
     let (reflection, reflection_alpha) = server::reflection(&[FILE_DESCRIPTOR_SET])?;
     let serving = server::builder()
         .add_service(health.service())
@@ -86,8 +105,9 @@ pub async fn serve(
         .add_service(LedgerServer::with_interceptor(gateway, keys))
         .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait());
     health.set_serving(true).await;
-    tracing::info!(%addr, business = %args.business_addr, "gateway listening");
+    tracing::info!(%addr, %http_addr, business = %args.business_addr, "gateway listening");
     server::run(serving, &shutdown, args.common.shutdown_grace).await?;
+    let _ = tokio::time::timeout(args.common.shutdown_grace, http_task).await;
     tracing::info!("gateway stopped");
     Ok(())
 }

@@ -111,6 +111,8 @@ async fn gateway(business_addrs: &str) -> (Service, LedgerClient<Channel>) {
         business_addrs,
         "--api-keys",
         "key-a=acme,key-g=globex",
+        "--http-listen",
+        "127.0.0.1:0",
     ]);
     let health = Health::new(&[gateway::HEALTH_SERVICE]).await;
     let shutdown = Shutdown::new();

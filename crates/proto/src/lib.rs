@@ -7,6 +7,7 @@
 pub mod gateway {
     pub mod v1 {
         tonic::include_proto!("anatomy.gateway.v1");
+        include!(concat!(env!("OUT_DIR"), "/anatomy.gateway.v1.serde.rs"));
         /// Descriptor set of this package and its imports, for reflection.
         pub const FILE_DESCRIPTOR_SET: &[u8] =
             include_bytes!(concat!(env!("OUT_DIR"), "/gateway_descriptor.bin"));

@@ -34,6 +34,18 @@ impl Fence {
         }
     }
 
+    /// Checks that this shard owns a partition's slot.
+    pub fn check_partition(&self, partition: &str) -> Result<(), KvError> {
+        let slot = storage_client::shard_map::slot_of(partition, self.slots);
+        if self.shard.owns(slot) {
+            return Ok(());
+        }
+        Err(self.refuse(format!(
+            "partition {partition:?} is in slot {slot}, which shard {} (slots {}..{}) does not own",
+            self.shard.id, self.shard.slot_start, self.shard.slot_end
+        )))
+    }
+
     /// Checks the route, and the partition's slot when there is one.
     pub fn check(&self, route: Option<&Route>, partition: Option<&str>) -> Result<(), KvError> {
         let route = route.ok_or_else(|| {
@@ -54,13 +66,7 @@ impl Fence {
             )));
         }
         if let Some(partition) = partition {
-            let slot = storage_client::shard_map::slot_of(partition, self.slots);
-            if !self.shard.owns(slot) {
-                return Err(self.refuse(format!(
-                    "partition {partition:?} is in slot {slot}, which shard {} (slots {}..{}) does not own",
-                    self.shard.id, self.shard.slot_start, self.shard.slot_end
-                )));
-            }
+            self.check_partition(partition)?;
         }
         Ok(())
     }

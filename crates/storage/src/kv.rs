@@ -109,6 +109,10 @@ impl KvService {
             .fence
             .check(req.route.as_ref(), Some(&req.partition))?;
         let batch = to_batch(req)?;
+        // Every other partition the batch names must be this shard's too.
+        for partition in batch.other_partitions() {
+            self.node.fence.check_partition(partition)?;
+        }
         Ok(match self.node.proposer.propose(batch).await? {
             WriteOutcome::Applied { revision } => pb::WriteResponse {
                 applied: true,
@@ -121,6 +125,7 @@ impl KvService {
                 failures: failures
                     .into_iter()
                     .map(|f| pb::ConditionFailure {
+                        partition: f.partition,
                         table: f.table,
                         key: f.key.into(),
                         expected_version: f.expected_version,
@@ -184,6 +189,15 @@ fn to_item((flat, stored): KeyValue) -> Option<pb::Item> {
     })
 }
 
+/// A condition's or mutation's own partition, if it names one.
+fn other_partition(partition: String) -> Result<Option<String>, KvError> {
+    if partition.is_empty() {
+        return Ok(None);
+    }
+    check_name("partition", &partition)?;
+    Ok(Some(partition))
+}
+
 fn to_batch(req: pb::WriteRequest) -> Result<WriteBatch, KvError> {
     check_name("partition", &req.partition)?;
     if req.mutations.len() + req.conditions.len() > MAX_BATCH_OPS {
@@ -197,6 +211,7 @@ fn to_batch(req: pb::WriteRequest) -> Result<WriteBatch, KvError> {
         .map(|c| {
             check_name("condition table", &c.table)?;
             Ok(Condition {
+                partition: other_partition(c.partition)?,
                 table: c.table,
                 key: c.key.to_vec(),
                 expected_version: c.expected_version,
@@ -218,6 +233,7 @@ fn to_batch(req: pb::WriteRequest) -> Result<WriteBatch, KvError> {
                 }
             };
             Ok(Mutation {
+                partition: other_partition(m.partition)?,
                 table: m.table,
                 key: m.key.to_vec(),
                 value,

@@ -18,6 +18,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 fn put(table: &str, key: &str, value: &str) -> pb::Mutation {
     pb::Mutation {
+        partition: String::new(),
         table: table.into(),
         key: key.as_bytes().to_vec().into(),
         op: Some(pb::mutation::Op::Put(value.as_bytes().to_vec().into())),
@@ -26,6 +27,7 @@ fn put(table: &str, key: &str, value: &str) -> pb::Mutation {
 
 fn absent(table: &str, key: &str) -> pb::Condition {
     pb::Condition {
+        partition: String::new(),
         table: table.into(),
         key: key.as_bytes().to_vec().into(),
         expected_version: 0,

@@ -2,25 +2,33 @@
 //! domain commands, runs the use case within the caller's deadline, and
 //! maps the outcome back. The one place domain errors become statuses.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anatomy_proto::business::v1 as pb;
 use anatomy_proto::business::v1::ledger_server::Ledger as LedgerRpc;
 use tonic::{Code, Request, Response, Status};
 
-use crate::app::{AccountStore, Clock, Deadline, Ledger, MoveMoney};
+use crate::app::{Clock, Deadline, Ledger, MoveMoney, Store, TransferCmd};
 use crate::domain::{
-    Account, AccountId, AccountKey, AccountStatus, Amount, DomainError, RequestId, TenantId,
+    Account, AccountId, AccountKey, AccountStatus, Amount, DomainError, Entry, RequestId, TenantId,
+    Transfer, TransferId, TransferStatus,
 };
 
 impl From<DomainError> for Status {
     fn from(e: DomainError) -> Self {
         let code = match &e {
-            DomainError::InvalidArgument { .. } => Code::InvalidArgument,
-            DomainError::AccountNotFound { .. } => Code::NotFound,
+            DomainError::InvalidArgument { .. } | DomainError::SelfTransfer => {
+                Code::InvalidArgument
+            }
+            DomainError::AccountNotFound { .. } | DomainError::TransferNotFound { .. } => {
+                Code::NotFound
+            }
             DomainError::AccountExists { .. } => Code::AlreadyExists,
             DomainError::InsufficientFunds { .. }
             | DomainError::AccountClosed { .. }
+            | DomainError::AccountNotEmpty { .. }
+            | DomainError::TransfersInFlight { .. }
             | DomainError::RequestIdReused { .. } => Code::FailedPrecondition,
             DomainError::Contention { .. } => Code::Aborted,
             DomainError::Unavailable(_) => Code::Unavailable,
@@ -33,13 +41,13 @@ impl From<DomainError> for Status {
 /// The gRPC face of the ledger.
 #[derive(Debug)]
 pub struct LedgerService<S, C> {
-    ledger: Ledger<S, C>,
+    ledger: Arc<Ledger<S, C>>,
     default_timeout: Duration,
 }
 
 impl<S, C> LedgerService<S, C> {
     /// Serves `ledger`; `default_timeout` applies when a caller sends no deadline.
-    pub fn new(ledger: Ledger<S, C>, default_timeout: Duration) -> Self {
+    pub fn new(ledger: Arc<Ledger<S, C>>, default_timeout: Duration) -> Self {
         Self {
             ledger,
             default_timeout,
@@ -69,7 +77,7 @@ fn move_money(r: pb::MoveMoneyRequest) -> Result<MoveMoney, DomainError> {
     })
 }
 
-fn to_pb(tenant: &str, a: Account) -> pb::Account {
+fn account_pb(tenant: &str, a: Account) -> pb::Account {
     pb::Account {
         tenant: tenant.to_string(),
         account_id: a.id.to_string(),
@@ -84,12 +92,45 @@ fn to_pb(tenant: &str, a: Account) -> pb::Account {
     }
 }
 
+fn transfer_pb(tenant: &str, t: Transfer) -> pb::Transfer {
+    let (status, failure_reason) = match &t.status {
+        TransferStatus::Pending => (pb::TransferStatus::Pending, String::new()),
+        TransferStatus::Completed => (pb::TransferStatus::Completed, String::new()),
+        TransferStatus::Failed { reason } => (pb::TransferStatus::Failed, reason.clone()),
+    };
+    pb::Transfer {
+        tenant: tenant.to_string(),
+        transfer_id: t.id.to_string(),
+        from_account_id: t.id.from.to_string(),
+        to_account_id: t.to.to_string(),
+        amount: t.amount.get(),
+        status: status as i32,
+        failure_reason,
+        request_id: t.id.request_id.to_string(),
+        created_at: Some(t.created_at.into()),
+        updated_at: Some(t.updated_at.into()),
+    }
+}
+
+fn entry_pb(e: Entry) -> pb::Entry {
+    pb::Entry {
+        sequence: e.sequence,
+        amount: e.amount,
+        balance_after: e.balance_after,
+        request_id: e.request_id.to_string(),
+        transfer_id: e.transfer_id.map(|t| t.to_string()).unwrap_or_default(),
+        created_at: Some(e.created_at.into()),
+    }
+}
+
+type Answer<T> = Result<Response<T>, Status>;
+
 #[tonic::async_trait]
-impl<S: AccountStore, C: Clock> LedgerRpc for LedgerService<S, C> {
+impl<S: Store, C: Clock> LedgerRpc for LedgerService<S, C> {
     async fn create_account(
         &self,
         request: Request<pb::CreateAccountRequest>,
-    ) -> Result<Response<pb::Account>, Status> {
+    ) -> Answer<pb::Account> {
         let deadline = self.deadline(&request);
         let r = request.into_inner();
         let key = key(&r.tenant, &r.account_id)?;
@@ -98,41 +139,114 @@ impl<S: AccountStore, C: Clock> LedgerRpc for LedgerService<S, C> {
             .ledger
             .create_account(key, request_id, deadline)
             .await?;
-        Ok(Response::new(to_pb(&r.tenant, account)))
+        Ok(Response::new(account_pb(&r.tenant, account)))
     }
 
-    async fn get_account(
-        &self,
-        request: Request<pb::GetAccountRequest>,
-    ) -> Result<Response<pb::Account>, Status> {
+    async fn get_account(&self, request: Request<pb::GetAccountRequest>) -> Answer<pb::Account> {
         let deadline = self.deadline(&request);
         let r = request.into_inner();
         let account = self
             .ledger
             .get_account(key(&r.tenant, &r.account_id)?, deadline)
             .await?;
-        Ok(Response::new(to_pb(&r.tenant, account)))
+        Ok(Response::new(account_pb(&r.tenant, account)))
     }
 
-    async fn deposit(
-        &self,
-        request: Request<pb::MoveMoneyRequest>,
-    ) -> Result<Response<pb::Account>, Status> {
+    async fn deposit(&self, request: Request<pb::MoveMoneyRequest>) -> Answer<pb::Account> {
         let deadline = self.deadline(&request);
         let r = request.into_inner();
         let tenant = r.tenant.clone();
         let account = self.ledger.deposit(move_money(r)?, deadline).await?;
-        Ok(Response::new(to_pb(&tenant, account)))
+        Ok(Response::new(account_pb(&tenant, account)))
     }
 
-    async fn withdraw(
-        &self,
-        request: Request<pb::MoveMoneyRequest>,
-    ) -> Result<Response<pb::Account>, Status> {
+    async fn withdraw(&self, request: Request<pb::MoveMoneyRequest>) -> Answer<pb::Account> {
         let deadline = self.deadline(&request);
         let r = request.into_inner();
         let tenant = r.tenant.clone();
         let account = self.ledger.withdraw(move_money(r)?, deadline).await?;
-        Ok(Response::new(to_pb(&tenant, account)))
+        Ok(Response::new(account_pb(&tenant, account)))
+    }
+
+    async fn close_account(
+        &self,
+        request: Request<pb::CloseAccountRequest>,
+    ) -> Answer<pb::Account> {
+        let deadline = self.deadline(&request);
+        let r = request.into_inner();
+        let key = key(&r.tenant, &r.account_id)?;
+        let request_id = RequestId::parse(&r.request_id)?;
+        let account = self.ledger.close_account(key, request_id, deadline).await?;
+        Ok(Response::new(account_pb(&r.tenant, account)))
+    }
+
+    async fn transfer(&self, request: Request<pb::TransferRequest>) -> Answer<pb::Transfer> {
+        let deadline = self.deadline(&request);
+        let r = request.into_inner();
+        let cmd = TransferCmd {
+            tenant: TenantId::parse(&r.tenant)?,
+            request_id: RequestId::parse(&r.request_id)?,
+            from: AccountId::parse_field("from_account_id", &r.from_account_id)?,
+            to: AccountId::parse_field("to_account_id", &r.to_account_id)?,
+            amount: Amount::parse(r.amount)?,
+        };
+        let transfer = self.ledger.transfer(cmd, deadline).await?;
+        Ok(Response::new(transfer_pb(&r.tenant, transfer)))
+    }
+
+    async fn get_transfer(&self, request: Request<pb::GetTransferRequest>) -> Answer<pb::Transfer> {
+        let deadline = self.deadline(&request);
+        let r = request.into_inner();
+        let tenant = TenantId::parse(&r.tenant)?;
+        let id = TransferId::parse(&r.transfer_id)?;
+        let transfer = self.ledger.get_transfer(tenant, id, deadline).await?;
+        Ok(Response::new(transfer_pb(&r.tenant, transfer)))
+    }
+
+    async fn list_accounts(
+        &self,
+        request: Request<pb::ListAccountsRequest>,
+    ) -> Answer<pb::ListAccountsResponse> {
+        let deadline = self.deadline(&request);
+        let r = request.into_inner();
+        let page = self
+            .ledger
+            .list_accounts(
+                TenantId::parse(&r.tenant)?,
+                r.page_size,
+                &r.page_token,
+                deadline,
+            )
+            .await?;
+        Ok(Response::new(pb::ListAccountsResponse {
+            accounts: page
+                .accounts
+                .into_iter()
+                .map(|a| account_pb(&r.tenant, a))
+                .collect(),
+            next_page_token: page.next_page_token,
+            missing_shards: page.missing_shards,
+        }))
+    }
+
+    async fn list_entries(
+        &self,
+        request: Request<pb::ListEntriesRequest>,
+    ) -> Answer<pb::ListEntriesResponse> {
+        let deadline = self.deadline(&request);
+        let r = request.into_inner();
+        let page = self
+            .ledger
+            .list_entries(
+                key(&r.tenant, &r.account_id)?,
+                r.page_size,
+                &r.page_token,
+                deadline,
+            )
+            .await?;
+        Ok(Response::new(pb::ListEntriesResponse {
+            entries: page.entries.into_iter().map(entry_pb).collect(),
+            next_page_token: page.next_page_token,
+        }))
     }
 }

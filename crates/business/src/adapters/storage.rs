@@ -1,29 +1,64 @@
-//! The `AccountStore` port over the storage service. Every record of an
-//! account lives in its partition (`tenant/account_id`), so each change is
-//! one atomic conditional batch on one shard.
+//! The `Store` port over the storage service. Every record of an account
+//! lives in its partition (`tenant/account_id`), so an account's change is
+//! one atomic conditional batch on one shard; a change may also span two
+//! accounts that share a shard (a same-shard transfer).
+
+use std::time::Duration;
 
 use anatomy_proto::storage::v1 as pb;
+use futures::future::join_all;
 use storage_client::{StorageClient, StorageError};
 
 use super::records::{
-    ACCOUNT_TABLE, AccountRecord, ENTRY_TABLE, EntryRecord, RECEIPT_TABLE, ReceiptRecord, decode,
-    encode, entry_key,
+    ACCOUNT_TABLE, ENTRY_TABLE, PENDING_TABLE, decode, decode_account, decode_entry, encode,
+    entry_key, location, pending_of,
 };
-use crate::app::{
-    AccountChange, AccountState, AccountStore, Commit, Deadline, StoreError, Versioned,
-};
-use crate::domain::{AccountKey, RequestId};
+use crate::app::ports::{AccountPage, Change, PendingTransfers, Write};
+use crate::app::{Commit, Deadline, Record, RecordKey, Store, StoreError, Versioned};
+use crate::domain::{AccountId, AccountKey, Entry, RequestId, TenantId, TransferId};
 
-/// Accounts in the storage service.
+/// The ledger's records in the storage service.
 #[derive(Debug, Clone)]
-pub struct StorageAccounts {
+pub struct StorageStore {
     client: StorageClient,
 }
 
-impl StorageAccounts {
-    /// Accounts stored through `client`.
+impl StorageStore {
+    /// Records stored through `client`.
     pub fn new(client: StorageClient) -> Self {
         Self { client }
+    }
+
+    fn shard_of(&self, partition: &str) -> u32 {
+        self.client.map().shard_for(partition).id
+    }
+
+    /// Scans one table on every shard at once; failed shards are reported,
+    /// not fatal.
+    async fn scan_all(
+        &self,
+        request: pb::ScanRequest,
+        timeout: Duration,
+    ) -> (Vec<pb::ScanResponse>, Vec<u32>) {
+        let shards: Vec<u32> = self.client.map().shards.iter().map(|s| s.id).collect();
+        let answers = join_all(
+            shards
+                .iter()
+                .map(|&s| self.client.scan(s, request.clone(), timeout)),
+        )
+        .await;
+        let mut found = Vec::new();
+        let mut missing = Vec::new();
+        for (shard, answer) in shards.into_iter().zip(answers) {
+            match answer {
+                Ok(r) => found.push(r),
+                Err(e) => {
+                    tracing::warn!(shard, error = %e, "shard left out of a scan");
+                    missing.push(shard);
+                }
+            }
+        }
+        (found, missing)
     }
 }
 
@@ -31,108 +66,252 @@ fn unavailable(e: StorageError) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-fn item_key(table: &str, key: Vec<u8>) -> pb::ItemKey {
-    pb::ItemKey {
-        table: table.into(),
-        key: key.into(),
+/// The partition that holds `key`'s record.
+fn partition(key: &RecordKey) -> String {
+    key.owner().partition()
+}
+
+/// The partition field of a condition or mutation: empty when it is the
+/// request's own.
+fn other(partition: String, main: &str) -> String {
+    if partition == main {
+        String::new()
+    } else {
+        partition
     }
 }
 
-fn put(table: &str, key: Vec<u8>, value: Vec<u8>) -> pb::Mutation {
-    pb::Mutation {
-        table: table.into(),
-        key: key.into(),
-        op: Some(pb::mutation::Op::Put(value.into())),
-    }
-}
-
-impl AccountStore for StorageAccounts {
-    async fn load(
+impl Store for StorageStore {
+    async fn read(
         &self,
-        key: &AccountKey,
-        request_id: Option<&RequestId>,
+        keys: Vec<RecordKey>,
         deadline: Deadline,
-    ) -> Result<AccountState, StoreError> {
-        let mut keys = vec![item_key(ACCOUNT_TABLE, vec![])];
-        if let Some(rid) = request_id {
-            keys.push(item_key(RECEIPT_TABLE, rid.as_str().as_bytes().to_vec()));
+    ) -> Result<Vec<Option<Versioned<Record>>>, StoreError> {
+        let Some(first) = keys.first() else {
+            return Ok(vec![]);
+        };
+        let main = partition(first);
+        if let Some(stray) = keys.iter().find(|k| partition(k) != main) {
+            return Err(StoreError::NotColocated(format!(
+                "read of {main} and {}",
+                partition(stray)
+            )));
         }
-        let items = self
+        let items = keys
+            .iter()
+            .map(|k| {
+                let (table, key) = location(k);
+                pb::ItemKey {
+                    table: table.into(),
+                    key: key.into(),
+                }
+            })
+            .collect();
+        let answers = self
             .client
-            .read(&key.partition(), keys, deadline.remaining())
+            .read(&main, items, deadline.remaining())
             .await
             .map_err(unavailable)?;
-        let mut state = AccountState::default();
-        for item in items.into_iter().filter(|i| i.version > 0) {
-            match item.table.as_str() {
-                ACCOUNT_TABLE => {
-                    let record: AccountRecord = decode("account record", &item.value)?;
-                    state.account = Some(Versioned {
-                        value: record.try_into()?,
-                        version: item.version,
-                    });
-                }
-                RECEIPT_TABLE => {
-                    let record: ReceiptRecord = decode("receipt record", &item.value)?;
-                    state.receipt = Some(record.try_into()?);
-                }
-                _ => {}
-            }
+        if answers.len() != keys.len() {
+            return Err(StoreError::Corrupt(format!(
+                "asked for {} items, storage answered {}",
+                keys.len(),
+                answers.len()
+            )));
         }
-        Ok(state)
+        keys.iter()
+            .zip(answers)
+            .map(|(k, item)| {
+                if item.version == 0 {
+                    return Ok(None);
+                }
+                Ok(Some(Versioned {
+                    value: decode(k, &item.value)?,
+                    version: item.version,
+                }))
+            })
+            .collect()
     }
 
-    async fn commit(
-        &self,
-        change: AccountChange,
-        deadline: Deadline,
-    ) -> Result<Commit, StoreError> {
-        let receipt_key = change.receipt.request_id.as_str().as_bytes().to_vec();
-        let conditions = vec![
-            pb::Condition {
-                table: ACCOUNT_TABLE.into(),
-                key: Vec::new().into(),
-                expected_version: change.expected_version,
-            },
-            pb::Condition {
-                table: RECEIPT_TABLE.into(),
-                key: receipt_key.clone().into(),
-                expected_version: 0,
-            },
-        ];
-        let mut mutations = vec![
-            put(
-                ACCOUNT_TABLE,
-                vec![],
-                encode(&AccountRecord::from(&change.account))?,
-            ),
-            put(
-                RECEIPT_TABLE,
-                receipt_key,
-                encode(&ReceiptRecord::from(&change.receipt))?,
-            ),
-        ];
-        if let Some(entry) = &change.entry {
-            mutations.push(put(
-                ENTRY_TABLE,
-                entry_key(entry.sequence),
-                encode(&EntryRecord::from(entry))?,
-            ));
+    async fn commit(&self, change: Change, deadline: Deadline) -> Result<Commit, StoreError> {
+        let Some(first) = change.expect.first().map(|(k, _)| k).or_else(|| {
+            change.writes.first().map(|w| match w {
+                Write::Put(k, _) | Write::Delete(k) => k,
+            })
+        }) else {
+            return Ok(Commit::Done);
+        };
+        let main = partition(first);
+        let shard = self.shard_of(&main);
+        let mut conditions = Vec::new();
+        for (key, version) in &change.expect {
+            let p = partition(key);
+            if self.shard_of(&p) != shard {
+                return Err(StoreError::NotColocated(format!("{main} and {p}")));
+            }
+            let (table, k) = location(key);
+            conditions.push(pb::Condition {
+                partition: other(p, &main),
+                table: table.into(),
+                key: k.into(),
+                expected_version: *version,
+            });
+        }
+        let mut mutations = Vec::new();
+        for write in &change.writes {
+            let (key, op) = match write {
+                Write::Put(k, record) => (k, pb::mutation::Op::Put(encode(record)?.into())),
+                Write::Delete(k) => (k, pb::mutation::Op::Delete(true)),
+            };
+            let p = partition(key);
+            if self.shard_of(&p) != shard {
+                return Err(StoreError::NotColocated(format!("{main} and {p}")));
+            }
+            let (table, k) = location(key);
+            mutations.push(pb::Mutation {
+                partition: other(p, &main),
+                table: table.into(),
+                key: k.into(),
+                op: Some(op),
+            });
         }
         let response = self
             .client
-            .write(
-                &change.key.partition(),
-                conditions,
-                mutations,
-                deadline.remaining(),
-            )
+            .write(&main, conditions, mutations, deadline.remaining())
             .await
             .map_err(unavailable)?;
         Ok(if response.applied {
             Commit::Done
         } else {
             Commit::Conflict
+        })
+    }
+
+    fn colocated(&self, a: &AccountKey, b: &AccountKey) -> bool {
+        self.shard_of(&a.partition()) == self.shard_of(&b.partition())
+    }
+
+    async fn list_accounts(
+        &self,
+        tenant: &TenantId,
+        after: Option<&AccountId>,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<AccountPage, StoreError> {
+        let prefix = format!("{tenant}/");
+        let request = pb::ScanRequest {
+            table: ACCOUNT_TABLE.into(),
+            scope: Some(pb::scan_request::Scope::PartitionPrefix(prefix.clone())),
+            start_after: after.map(|a| pb::Cursor {
+                partition: format!("{prefix}{a}"),
+                key: Vec::new().into(),
+            }),
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
+            ..Default::default()
+        };
+        let (answers, missing_shards) = self.scan_all(request, deadline.remaining()).await;
+        if answers.is_empty() && !missing_shards.is_empty() {
+            return Err(StoreError::Unavailable(
+                "no storage shard could list accounts".into(),
+            ));
+        }
+        let mut more = answers.iter().any(|a| a.more);
+        let mut accounts = answers
+            .into_iter()
+            .flat_map(|a| a.items)
+            .map(|item| decode_account(&item.value))
+            .collect::<Result<Vec<_>, _>>()?;
+        accounts.sort_by(|a, b| a.id.cmp(&b.id));
+        if accounts.len() > limit {
+            accounts.truncate(limit);
+            more = true;
+        }
+        Ok(AccountPage {
+            accounts,
+            more,
+            missing_shards,
+        })
+    }
+
+    async fn list_entries(
+        &self,
+        key: &AccountKey,
+        before: Option<u64>,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<(Vec<Entry>, bool), StoreError> {
+        let partition = key.partition();
+        let request = pb::ScanRequest {
+            table: ENTRY_TABLE.into(),
+            scope: Some(pb::scan_request::Scope::Partition(partition.clone())),
+            start_after: before.map(|seq| pb::Cursor {
+                partition,
+                key: entry_key(seq).into(),
+            }),
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
+            reverse: true,
+            ..Default::default()
+        };
+        let answer = self
+            .client
+            .scan(0, request, deadline.remaining())
+            .await
+            .map_err(unavailable)?;
+        let entries = answer
+            .items
+            .iter()
+            .map(|item| decode_entry(&item.value))
+            .collect::<Result<_, _>>()?;
+        Ok((entries, answer.more))
+    }
+
+    async fn has_pending(&self, key: &AccountKey, deadline: Deadline) -> Result<bool, StoreError> {
+        let request = pb::ScanRequest {
+            table: PENDING_TABLE.into(),
+            scope: Some(pb::scan_request::Scope::Partition(key.partition())),
+            limit: 1,
+            ..Default::default()
+        };
+        let answer = self
+            .client
+            .scan(0, request, deadline.remaining())
+            .await
+            .map_err(unavailable)?;
+        Ok(!answer.items.is_empty())
+    }
+
+    async fn list_pending(
+        &self,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<PendingTransfers, StoreError> {
+        let request = pb::ScanRequest {
+            table: PENDING_TABLE.into(),
+            scope: Some(pb::scan_request::Scope::PartitionPrefix(String::new())),
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
+            ..Default::default()
+        };
+        let (answers, missing_shards) = self.scan_all(request, deadline.remaining()).await;
+        let mut transfers = Vec::new();
+        for item in answers.into_iter().flat_map(|a| a.items) {
+            let pending = (|| {
+                let (tenant, from) = item.partition.split_once('/')?;
+                let tenant = TenantId::parse(tenant).ok()?;
+                let from = AccountId::parse(from).ok()?;
+                let request_id = RequestId::parse(std::str::from_utf8(&item.key).ok()?).ok()?;
+                Some((tenant, TransferId { from, request_id }))
+            })();
+            let Some((tenant, id)) = pending else {
+                return Err(StoreError::Corrupt(format!(
+                    "pending mark under {:?}",
+                    item.partition
+                )));
+            };
+            transfers.push((tenant, id, pending_of(&item.value)?));
+        }
+        Ok(PendingTransfers {
+            transfers,
+            missing_shards,
         })
     }
 }

@@ -1,18 +1,23 @@
-//! The ledger use cases.
+//! The ledger service's use cases for accounts. Transfers are in
+//! `transfers.rs`.
 //!
 //! Every mutation follows one pattern (`mutate`): read the account and the
 //! receipt for the request id together; if the receipt exists, this is a
 //! replay — return the first result (or refuse a different request reusing
 //! the id); otherwise apply the domain rule and commit account, entry and
-//! receipt in one conditional batch. If anything changed in between, the
-//! batch is refused and the whole step runs again. That also covers a
+//! receipt in one conditional change. If anything changed in between, the
+//! change is refused and the whole step runs again. That also covers a
 //! commit whose answer was lost and retried: the retry finds the receipt.
 
 use std::time::SystemTime;
 
-use super::ports::{AccountChange, AccountStore, Clock, Commit, Deadline};
+use super::paging;
+use super::ports::{AccountPage, Change, Clock, Commit, Deadline, Record, RecordKey, Store};
+use super::records::{self, split};
 use crate::domain::receipt::fingerprint;
-use crate::domain::{Account, AccountKey, Amount, DomainError, Entry, Receipt, RequestId};
+use crate::domain::{
+    Account, AccountKey, Amount, Cause, DomainError, Entry, Outcome, Receipt, RequestId, TenantId,
+};
 
 /// A deposit or withdrawal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,21 +27,61 @@ pub struct MoveMoney {
     pub amount: Amount,
 }
 
+/// A page of accounts and where the next one starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountList {
+    pub accounts: Vec<Account>,
+    pub next_page_token: String,
+    pub missing_shards: Vec<u32>,
+}
+
+/// A page of entries, newest first, and where the next one starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryList {
+    pub entries: Vec<Entry>,
+    pub next_page_token: String,
+}
+
 /// The ledger service's use cases.
 #[derive(Debug, Clone)]
 pub struct Ledger<S, C> {
-    store: S,
-    clock: C,
-    max_attempts: u32,
+    pub(super) store: S,
+    pub(super) clock: C,
+    pub(super) max_attempts: u32,
 }
 
-type Change = (Account, Option<Entry>);
+type Change1 = (Account, Option<Entry>);
+
+/// A check a mutation makes on every attempt before its rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    None,
+    /// Closing: no transfer from the account may be in flight.
+    NoTransfersInFlight,
+}
 
 /// A domain rule that moves money: `Account::deposit` or `Account::withdraw`.
 type MoneyRule =
-    fn(&Account, Amount, &RequestId, SystemTime) -> Result<(Account, Entry), DomainError>;
+    fn(&Account, Amount, Cause<'_>, SystemTime) -> Result<(Account, Entry), DomainError>;
 
-impl<S: AccountStore, C: Clock> Ledger<S, C> {
+pub(super) fn not_found(key: &AccountKey) -> DomainError {
+    DomainError::AccountNotFound {
+        account_id: key.account.to_string(),
+    }
+}
+
+/// The first result of a replayed request, if it is the same request.
+fn replay(receipt: Receipt, fingerprint: &str) -> Result<Account, DomainError> {
+    match receipt.outcome {
+        Outcome::Account(account) if receipt.fingerprint == fingerprint => Ok(account),
+        _ => Err(DomainError::RequestIdReused {
+            request_id: receipt.request_id.to_string(),
+            previous: receipt.fingerprint,
+        }),
+    }
+}
+
+impl<S: Store, C: Clock> Ledger<S, C> {
     /// A ledger over `store`, retrying a conflicted change up to `max_attempts` times.
     pub fn new(store: S, clock: C, max_attempts: u32) -> Self {
         Self {
@@ -44,6 +89,11 @@ impl<S: AccountStore, C: Clock> Ledger<S, C> {
             clock,
             max_attempts: max_attempts.max(1),
         }
+    }
+
+    /// The store (for the recovery worker and tests).
+    pub fn store(&self) -> &S {
+        &self.store
     }
 
     /// Opens an account with balance 0.
@@ -59,6 +109,7 @@ impl<S: AccountStore, C: Clock> Ledger<S, C> {
             request_id,
             fp,
             deadline,
+            Guard::None,
             |current, now| match current {
                 Some(_) => Err(DomainError::AccountExists {
                     account_id: key.account.to_string(),
@@ -75,11 +126,22 @@ impl<S: AccountStore, C: Clock> Ledger<S, C> {
         key: AccountKey,
         deadline: Deadline,
     ) -> Result<Account, DomainError> {
-        let state = self.store.load(&key, None, deadline).await?;
-        state
-            .account
+        self.load_account(&key, deadline).await
+    }
+
+    pub(super) async fn load_account(
+        &self,
+        key: &AccountKey,
+        deadline: Deadline,
+    ) -> Result<Account, DomainError> {
+        let [slot] = split(
+            self.store
+                .read(vec![RecordKey::Account(key.clone())], deadline)
+                .await?,
+        )?;
+        records::account(slot)?
             .map(|v| v.value)
-            .ok_or_else(|| not_found(&key))
+            .ok_or_else(|| not_found(key))
     }
 
     /// Adds money to an account.
@@ -116,12 +178,95 @@ impl<S: AccountStore, C: Clock> Ledger<S, C> {
             amount,
         } = cmd;
         let rid = request_id.clone();
-        self.mutate(&key, request_id, fp, deadline, |current, now| {
-            let (account, entry) =
-                rule(current.ok_or_else(|| not_found(&key))?, amount, &rid, now)?;
-            Ok((account, Some(entry)))
-        })
+        self.mutate(
+            &key,
+            request_id,
+            fp,
+            deadline,
+            Guard::None,
+            |current, now| {
+                let account = current.ok_or_else(|| not_found(&key))?;
+                let (account, entry) = rule(account, amount, Cause::request(&rid), now)?;
+                Ok((account, Some(entry)))
+            },
+        )
         .await
+    }
+
+    /// Closes an empty account with no transfers in flight.
+    pub async fn close_account(
+        &self,
+        key: AccountKey,
+        request_id: RequestId,
+        deadline: Deadline,
+    ) -> Result<Account, DomainError> {
+        let fp = fingerprint("close", &key, None);
+        self.mutate(
+            &key,
+            request_id,
+            fp,
+            deadline,
+            Guard::NoTransfersInFlight,
+            |current, now| {
+                let account = current.ok_or_else(|| not_found(&key))?;
+                Ok((account.close(now)?, None))
+            },
+        )
+        .await
+    }
+
+    /// One page of a tenant's accounts, in account id order.
+    pub async fn list_accounts(
+        &self,
+        tenant: TenantId,
+        page_size: i32,
+        page_token: &str,
+        deadline: Deadline,
+    ) -> Result<AccountList, DomainError> {
+        let size = paging::page_size(page_size)?;
+        let after = paging::after_account(page_token)?;
+        let AccountPage {
+            accounts,
+            more,
+            missing_shards,
+        } = self
+            .store
+            .list_accounts(&tenant, after.as_ref(), size, deadline)
+            .await?;
+        let next_page_token = match accounts.last() {
+            Some(last) if more => paging::account_token(&last.id),
+            _ => String::new(),
+        };
+        Ok(AccountList {
+            accounts,
+            next_page_token,
+            missing_shards,
+        })
+    }
+
+    /// One page of an account's history, newest first.
+    pub async fn list_entries(
+        &self,
+        key: AccountKey,
+        page_size: i32,
+        page_token: &str,
+        deadline: Deadline,
+    ) -> Result<EntryList, DomainError> {
+        let size = paging::page_size(page_size)?;
+        let before = paging::before_entry(page_token)?;
+        self.load_account(&key, deadline).await?;
+        let (entries, more) = self
+            .store
+            .list_entries(&key, before, size, deadline)
+            .await?;
+        let next_page_token = match entries.last() {
+            Some(last) if more => paging::entry_token(last.sequence),
+            _ => String::new(),
+        };
+        Ok(EntryList {
+            entries,
+            next_page_token,
+        })
     }
 
     async fn mutate(
@@ -130,26 +275,48 @@ impl<S: AccountStore, C: Clock> Ledger<S, C> {
         request_id: RequestId,
         fingerprint: String,
         deadline: Deadline,
-        change: impl Fn(Option<&Account>, SystemTime) -> Result<Change, DomainError>,
+        guard: Guard,
+        change: impl Fn(Option<&Account>, SystemTime) -> Result<Change1, DomainError>,
     ) -> Result<Account, DomainError> {
+        let account_key = RecordKey::Account(key.clone());
+        let receipt_key = RecordKey::Receipt(key.clone(), request_id.clone());
         for _ in 0..self.max_attempts {
-            let state = self.store.load(key, Some(&request_id), deadline).await?;
-            if let Some(receipt) = state.receipt {
-                return replay(receipt, &fingerprint);
+            let [account, receipt] = split(
+                self.store
+                    .read(vec![account_key.clone(), receipt_key.clone()], deadline)
+                    .await?,
+            )?;
+            if let Some(receipt) = records::receipt(receipt)? {
+                return replay(receipt.value, &fingerprint);
             }
-            let current = state.account.as_ref();
-            let (account, entry) = change(current.map(|v| &v.value), self.clock.now())?;
-            let commit = AccountChange {
-                key: key.clone(),
-                expected_version: current.map_or(0, |v| v.version),
-                account: account.clone(),
-                entry,
-                receipt: Receipt {
-                    request_id: request_id.clone(),
-                    fingerprint: fingerprint.clone(),
-                    result: account.clone(),
-                },
+            let current = records::account(account)?;
+            // Checked on every attempt: a transfer starting meanwhile
+            // changes the account's version, so this attempt's commit fails.
+            if guard == Guard::NoTransfersInFlight
+                && current.is_some()
+                && self.store.has_pending(key, deadline).await?
+            {
+                return Err(DomainError::TransfersInFlight {
+                    account_id: key.account.to_string(),
+                });
+            }
+            let (account, entry) = change(current.as_ref().map(|v| &v.value), self.clock.now())?;
+            let receipt = Receipt {
+                request_id: request_id.clone(),
+                fingerprint: fingerprint.clone(),
+                outcome: Outcome::Account(account.clone()),
             };
+            let mut commit = Change::default()
+                .expect(account_key.clone(), current.map_or(0, |v| v.version))
+                .expect(receipt_key.clone(), 0)
+                .put(account_key.clone(), Record::Account(account.clone()))
+                .put(receipt_key.clone(), Record::Receipt(receipt));
+            if let Some(entry) = entry {
+                commit = commit.put(
+                    RecordKey::Entry(key.clone(), entry.sequence),
+                    Record::Entry(entry),
+                );
+            }
             match self.store.commit(commit, deadline).await? {
                 Commit::Done => return Ok(account),
                 Commit::Conflict => continue,
@@ -159,247 +326,5 @@ impl<S: AccountStore, C: Clock> Ledger<S, C> {
             account_id: key.account.to_string(),
             attempts: self.max_attempts,
         })
-    }
-}
-
-fn not_found(key: &AccountKey) -> DomainError {
-    DomainError::AccountNotFound {
-        account_id: key.account.to_string(),
-    }
-}
-
-/// The first result of a replayed request, if it is the same request.
-fn replay(receipt: Receipt, fingerprint: &str) -> Result<Account, DomainError> {
-    if receipt.fingerprint == fingerprint {
-        Ok(receipt.result)
-    } else {
-        Err(DomainError::RequestIdReused {
-            request_id: receipt.request_id.to_string(),
-            previous: receipt.fingerprint,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::time::Duration;
-
-    use super::*;
-    use crate::app::ports::{AccountState, StoreError, Versioned};
-    use crate::domain::{AccountId, TenantId};
-
-    /// The storage port in memory, with faults to inject.
-    #[derive(Default)]
-    struct FakeStore {
-        accounts: Mutex<HashMap<AccountKey, Versioned<Account>>>,
-        receipts: Mutex<HashMap<(AccountKey, RequestId), Receipt>>,
-        /// Commits to refuse as conflicts before accepting.
-        conflicts: AtomicU32,
-        /// Commits to apply but answer with an error (the answer is lost).
-        lost_answers: AtomicU32,
-        commits: AtomicU32,
-    }
-
-    impl AccountStore for FakeStore {
-        async fn load(
-            &self,
-            key: &AccountKey,
-            request_id: Option<&RequestId>,
-            _: Deadline,
-        ) -> Result<AccountState, StoreError> {
-            let account = self.accounts.lock().expect("lock").get(key).cloned();
-            let receipt = request_id.and_then(|r| {
-                self.receipts
-                    .lock()
-                    .expect("lock")
-                    .get(&(key.clone(), r.clone()))
-                    .cloned()
-            });
-            Ok(AccountState { account, receipt })
-        }
-
-        async fn commit(&self, change: AccountChange, _: Deadline) -> Result<Commit, StoreError> {
-            let take = |n: &AtomicU32| {
-                n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
-                    .is_ok()
-            };
-            if take(&self.conflicts) {
-                return Ok(Commit::Conflict);
-            }
-            let mut accounts = self.accounts.lock().expect("lock");
-            let mut receipts = self.receipts.lock().expect("lock");
-            let version = accounts.get(&change.key).map_or(0, |v| v.version);
-            let receipt_key = (change.key.clone(), change.receipt.request_id.clone());
-            if version != change.expected_version || receipts.contains_key(&receipt_key) {
-                return Ok(Commit::Conflict);
-            }
-            accounts.insert(
-                change.key.clone(),
-                Versioned {
-                    value: change.account,
-                    version: version + 1,
-                },
-            );
-            receipts.insert(receipt_key, change.receipt);
-            self.commits.fetch_add(1, Ordering::SeqCst);
-            if take(&self.lost_answers) {
-                return Err(StoreError::Unavailable("answer lost".into()));
-            }
-            Ok(Commit::Done)
-        }
-    }
-
-    struct FixedClock;
-
-    impl Clock for FixedClock {
-        fn now(&self) -> SystemTime {
-            SystemTime::UNIX_EPOCH
-        }
-    }
-
-    fn ledger(store: FakeStore) -> Ledger<FakeStore, FixedClock> {
-        Ledger::new(store, FixedClock, 3)
-    }
-
-    fn key() -> AccountKey {
-        AccountKey {
-            tenant: TenantId::parse("acme").expect("tenant"),
-            account: AccountId::parse("alice").expect("account"),
-        }
-    }
-
-    fn rid(s: &str) -> RequestId {
-        RequestId::parse(s).expect("request id")
-    }
-
-    fn deposit(r: &str, amount: i64) -> MoveMoney {
-        MoveMoney {
-            key: key(),
-            request_id: rid(r),
-            amount: Amount::parse(amount).expect("amount"),
-        }
-    }
-
-    fn soon() -> Deadline {
-        Deadline::after(Duration::from_secs(5))
-    }
-
-    async fn opened(store: FakeStore) -> Ledger<FakeStore, FixedClock> {
-        let l = ledger(store);
-        l.create_account(key(), rid("open"), soon())
-            .await
-            .expect("create");
-        l
-    }
-
-    #[tokio::test]
-    async fn a_replay_returns_the_first_result_and_applies_once() {
-        let l = opened(FakeStore::default()).await;
-        let first = l
-            .deposit(deposit("d1", 100), soon())
-            .await
-            .expect("deposit");
-        l.deposit(deposit("d2", 5), soon()).await.expect("deposit");
-        let replay = l.deposit(deposit("d1", 100), soon()).await.expect("replay");
-        assert_eq!(replay, first, "the first result, not the current account");
-        let now = l.get_account(key(), soon()).await.expect("get");
-        assert_eq!(now.balance, 105);
-        assert_eq!(
-            l.store.commits.load(Ordering::SeqCst),
-            3,
-            "open + two deposits"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_reused_request_id_with_other_arguments_is_refused() {
-        let l = opened(FakeStore::default()).await;
-        l.deposit(deposit("d1", 100), soon())
-            .await
-            .expect("deposit");
-        let err = l
-            .deposit(deposit("d1", 7), soon())
-            .await
-            .expect_err("reuse");
-        assert!(matches!(err, DomainError::RequestIdReused { .. }), "{err}");
-        let err = l
-            .withdraw(deposit("d1", 100), soon())
-            .await
-            .expect_err("same amount, other operation");
-        assert!(matches!(err, DomainError::RequestIdReused { .. }), "{err}");
-    }
-
-    #[tokio::test]
-    async fn conflicts_are_retried_then_reported() {
-        let l = opened(FakeStore::default()).await;
-        l.store.conflicts.store(2, Ordering::SeqCst);
-        let a = l
-            .deposit(deposit("d1", 10), soon())
-            .await
-            .expect("third attempt wins");
-        assert_eq!(a.balance, 10);
-        l.store.conflicts.store(3, Ordering::SeqCst);
-        let err = l
-            .deposit(deposit("d2", 10), soon())
-            .await
-            .expect_err("every attempt lost");
-        assert!(
-            matches!(err, DomainError::Contention { attempts: 3, .. }),
-            "{err}"
-        );
-        assert_eq!(l.get_account(key(), soon()).await.expect("get").balance, 10);
-    }
-
-    #[tokio::test]
-    async fn a_commit_whose_answer_was_lost_is_not_applied_twice_on_retry() {
-        let l = opened(FakeStore::default()).await;
-        l.store.lost_answers.store(1, Ordering::SeqCst);
-        let err = l
-            .deposit(deposit("d1", 50), soon())
-            .await
-            .expect_err("answer lost");
-        assert!(matches!(err, DomainError::Unavailable(_)));
-        let retried = l
-            .deposit(deposit("d1", 50), soon())
-            .await
-            .expect("client retries");
-        assert_eq!(retried.balance, 50);
-        assert_eq!(
-            l.get_account(key(), soon()).await.expect("get").balance,
-            50,
-            "applied once"
-        );
-    }
-
-    #[tokio::test]
-    async fn missing_and_existing_accounts() {
-        let l = ledger(FakeStore::default());
-        let err = l
-            .deposit(deposit("d1", 1), soon())
-            .await
-            .expect_err("no account");
-        assert!(matches!(err, DomainError::AccountNotFound { .. }));
-        l.create_account(key(), rid("c1"), soon())
-            .await
-            .expect("create");
-        let err = l
-            .create_account(key(), rid("c2"), soon())
-            .await
-            .expect_err("exists");
-        assert!(matches!(err, DomainError::AccountExists { .. }));
-        let err = l
-            .withdraw(deposit("w1", 1), soon())
-            .await
-            .expect_err("overdraft");
-        assert_eq!(
-            err,
-            DomainError::InsufficientFunds {
-                balance: 0,
-                amount: 1
-            }
-        );
     }
 }

@@ -1,10 +1,20 @@
 //! Ports: what the use cases need from storage and from the clock. Plain
 //! traits; the adapters implement them.
+//!
+//! Storage is seen as a store of domain records with optimistic
+//! concurrency: every record has a version (0 = absent); a `Change` lists
+//! the versions it expects and the records it writes, and commits
+//! atomically only if every expectation holds. A change may only touch
+//! records that live together (`Store::colocated`): one account's records
+//! always do; two accounts' records do when they share a storage shard.
 
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::domain::{Account, AccountKey, DomainError, Entry, Receipt, RequestId};
+use crate::domain::{
+    Account, AccountId, AccountKey, DomainError, Entry, Inbound, PendingMark, Receipt, RequestId,
+    TenantId, Transfer, TransferId,
+};
 
 /// When the caller stops waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,33 +30,92 @@ impl Deadline {
     pub fn remaining(&self) -> Duration {
         self.0.saturating_duration_since(Instant::now())
     }
+
+    /// Whether the deadline has passed.
+    pub fn passed(&self) -> bool {
+        self.remaining().is_zero()
+    }
 }
 
-/// A stored value and the storage version it was read at.
+/// Names one record.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RecordKey {
+    Account(AccountKey),
+    Receipt(AccountKey, RequestId),
+    Entry(AccountKey, u64),
+    /// A transfer, in its source account's partition.
+    Transfer(TenantId, TransferId),
+    /// The mark of a transfer still in flight, next to the transfer.
+    Pending(TenantId, TransferId),
+    /// The destination's decision on a transfer, in the destination's partition.
+    Inbound(AccountKey, TransferId),
+}
+
+impl RecordKey {
+    /// The account whose partition holds the record.
+    pub fn owner(&self) -> AccountKey {
+        match self {
+            Self::Account(k) | Self::Receipt(k, _) | Self::Entry(k, _) | Self::Inbound(k, _) => {
+                k.clone()
+            }
+            Self::Transfer(t, id) | Self::Pending(t, id) => AccountKey {
+                tenant: t.clone(),
+                account: id.from.clone(),
+            },
+        }
+    }
+}
+
+/// A record's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Account(Account),
+    Receipt(Receipt),
+    Entry(Entry),
+    Transfer(Transfer),
+    Pending(PendingMark),
+    Inbound(Inbound),
+}
+
+/// A stored value and the version it was read at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versioned<T> {
     pub value: T,
     pub version: u64,
 }
 
-/// What storage holds for one account and one request id, read together.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AccountState {
-    pub account: Option<Versioned<Account>>,
-    pub receipt: Option<Receipt>,
+/// One write of a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    Put(RecordKey, Record),
+    Delete(RecordKey),
 }
 
-/// One atomic change to an account: the new account, the entry it
-/// appends (if any) and the receipt that makes the change idempotent.
-/// Committed only if the account still has `expected_version` (0 = absent)
-/// and no receipt exists yet for the request id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountChange {
-    pub key: AccountKey,
-    pub expected_version: u64,
-    pub account: Account,
-    pub entry: Option<Entry>,
-    pub receipt: Receipt,
+/// An atomic, conditional change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Change {
+    pub expect: Vec<(RecordKey, u64)>,
+    pub writes: Vec<Write>,
+}
+
+impl Change {
+    /// Commit only if `key` still has `version` (0 = absent).
+    pub fn expect(mut self, key: RecordKey, version: u64) -> Self {
+        self.expect.push((key, version));
+        self
+    }
+
+    /// Writes `record` under `key`.
+    pub fn put(mut self, key: RecordKey, record: Record) -> Self {
+        self.writes.push(Write::Put(key, record));
+        self
+    }
+
+    /// Deletes `key`.
+    pub fn delete(mut self, key: RecordKey) -> Self {
+        self.writes.push(Write::Delete(key));
+        self
+    }
 }
 
 /// Whether a change was committed.
@@ -57,6 +126,24 @@ pub enum Commit {
     Conflict,
 }
 
+/// A page of a tenant's accounts, gathered from every shard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountPage {
+    /// In account id order.
+    pub accounts: Vec<Account>,
+    /// More accounts follow the last one.
+    pub more: bool,
+    /// Shards that could not answer.
+    pub missing_shards: Vec<u32>,
+}
+
+/// Transfers still in flight, from every shard that answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PendingTransfers {
+    pub transfers: Vec<(TenantId, TransferId, PendingMark)>,
+    pub missing_shards: Vec<u32>,
+}
+
 /// Storage failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -64,34 +151,71 @@ pub enum StoreError {
     Unavailable(String),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    #[error("a change touched records on different shards: {0}")]
+    NotColocated(String),
 }
 
 impl From<StoreError> for DomainError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(m) => Self::Unavailable(m),
-            StoreError::Corrupt(m) => Self::Internal(m),
+            other => Self::Internal(other.to_string()),
         }
     }
 }
 
-/// Where accounts live.
-pub trait AccountStore: Send + Sync + 'static {
-    /// Reads an account and, when given, the receipt of a request id, in one
-    /// consistent (linearizable) read.
-    fn load(
+/// Where the ledger's records live.
+pub trait Store: Send + Sync + 'static {
+    /// Reads records of one account's partition in one linearizable read;
+    /// one answer per key, None where absent.
+    fn read(
         &self,
-        key: &AccountKey,
-        request_id: Option<&RequestId>,
+        keys: Vec<RecordKey>,
         deadline: Deadline,
-    ) -> impl Future<Output = Result<AccountState, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Option<Versioned<Record>>>, StoreError>> + Send;
 
-    /// Commits a change atomically, if its conditions still hold.
+    /// Commits a change atomically, if its expectations still hold.
     fn commit(
         &self,
-        change: AccountChange,
+        change: Change,
         deadline: Deadline,
     ) -> impl Future<Output = Result<Commit, StoreError>> + Send;
+
+    /// Whether one change may touch both accounts' records.
+    fn colocated(&self, a: &AccountKey, b: &AccountKey) -> bool;
+
+    /// Up to `limit` of a tenant's accounts after `after`, in id order.
+    fn list_accounts(
+        &self,
+        tenant: &TenantId,
+        after: Option<&AccountId>,
+        limit: usize,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<AccountPage, StoreError>> + Send;
+
+    /// Up to `limit` entries of an account older than sequence `before`,
+    /// newest first; and whether more follow.
+    fn list_entries(
+        &self,
+        key: &AccountKey,
+        before: Option<u64>,
+        limit: usize,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<(Vec<Entry>, bool), StoreError>> + Send;
+
+    /// Whether transfers from this account are still in flight.
+    fn has_pending(
+        &self,
+        key: &AccountKey,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Transfers in flight, across every shard (up to `limit` per shard).
+    fn list_pending(
+        &self,
+        limit: usize,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<PendingTransfers, StoreError>> + Send;
 }
 
 /// Wall-clock time, for timestamps.

@@ -16,6 +16,18 @@ pub enum DomainError {
     /// Withdraw more than the balance.
     #[error("insufficient funds: balance is {balance}, cannot withdraw {amount}")]
     InsufficientFunds { balance: i64, amount: i64 },
+    /// CloseAccount on an account that still holds money.
+    #[error("account {account_id:?} still holds {balance}; withdraw or transfer it first")]
+    AccountNotEmpty { account_id: String, balance: i64 },
+    /// CloseAccount while transfers from the account are still in flight.
+    #[error("account {account_id:?} has transfers in flight; retry once they end")]
+    TransfersInFlight { account_id: String },
+    /// A transfer to the account it comes from.
+    #[error("invalid to_account_id: a transfer needs two different accounts")]
+    SelfTransfer,
+    /// No such transfer (in the caller's tenant).
+    #[error("transfer {transfer_id:?} not found")]
+    TransferNotFound { transfer_id: String },
     /// The account is closed and takes no more money.
     #[error("account {account_id:?} is closed")]
     AccountClosed { account_id: String },

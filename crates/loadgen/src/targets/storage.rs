@@ -43,6 +43,7 @@ impl Storage {
     /// Writes key `n`.
     pub async fn put(&self, n: u64) -> Result<(), String> {
         let mutation = pb::Mutation {
+            partition: String::new(),
             table: TABLE.into(),
             key: Vec::new().into(),
             op: Some(pb::mutation::Op::Put(value(self.value_size, n).into())),

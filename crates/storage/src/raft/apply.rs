@@ -35,9 +35,11 @@ impl Overlay<'_> {
     fn apply_batch(&mut self, batch: WriteBatch) -> Result<WriteOutcome, EngineError> {
         let mut failures = Vec::new();
         for c in batch.conditions {
-            let actual = self.version(&item_key(&c.table, &batch.partition, &c.key))?;
+            let partition = c.partition.unwrap_or_else(|| batch.partition.clone());
+            let actual = self.version(&item_key(&c.table, &partition, &c.key))?;
             if actual != c.expected_version {
                 failures.push(ConditionFailure {
+                    partition,
                     table: c.table,
                     key: c.key,
                     expected_version: c.expected_version,
@@ -60,8 +62,9 @@ impl Overlay<'_> {
                 version: revision,
                 value,
             });
+            let partition = m.partition.as_deref().unwrap_or(&batch.partition);
             self.writes
-                .insert(item_key(&m.table, &batch.partition, &m.key), stored);
+                .insert(item_key(&m.table, partition, &m.key), stored);
         }
         Ok(WriteOutcome::Applied { revision })
     }
@@ -127,6 +130,7 @@ mod tests {
 
     fn put(table: &str, key: &str, value: &str) -> Mutation {
         Mutation {
+            partition: None,
             table: table.into(),
             key: key.into(),
             value: Some(value.into()),
@@ -135,6 +139,7 @@ mod tests {
 
     fn expect(table: &str, key: &str, version: u64) -> Condition {
         Condition {
+            partition: None,
             table: table.into(),
             key: key.into(),
             expected_version: version,
@@ -172,6 +177,7 @@ mod tests {
             outcomes[1],
             WriteOutcome::Rejected {
                 failures: vec![ConditionFailure {
+                    partition: "acme/a".into(),
                     table: "account".into(),
                     key: vec![],
                     expected_version: 0,
@@ -197,12 +203,40 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_may_span_partitions_atomically() {
+        let engine = MemEngine::new();
+        let mut debit = put("account", "", "a-90");
+        debit.partition = Some("acme/a".into());
+        let mut credit = put("account", "", "b-10");
+        credit.partition = Some("acme/b".into());
+        let mut b_absent = expect("account", "", 7);
+        b_absent.partition = Some("acme/b".into());
+        let refused = batch(vec![b_absent], vec![debit.clone(), credit.clone()]);
+        let both = batch(vec![], vec![debit, credit]);
+        let out =
+            apply_entries(&engine, vec![entry(1, vec![refused, both])], false).expect("apply");
+        assert!(
+            matches!(&out[0].outcomes[0], WriteOutcome::Rejected { failures } if failures[0].partition == "acme/b")
+        );
+        assert_eq!(out[0].outcomes[1], WriteOutcome::Applied { revision: 1 });
+        let view = engine.read().expect("read");
+        for (p, v) in [("acme/a", "a-90"), ("acme/b", "b-10")] {
+            let got = view
+                .get(&item_key("account", p, b""))
+                .expect("get")
+                .expect("written");
+            assert_eq!(got.value, v.as_bytes());
+        }
+    }
+
+    #[test]
     fn deletes_count_keys_down() {
         let engine = MemEngine::new();
         let add = batch(vec![], vec![put("t", "a", "1"), put("t", "b", "2")]);
         let del = batch(
             vec![],
             vec![Mutation {
+                partition: None,
                 table: "t".into(),
                 key: b"a".to_vec(),
                 value: None,

@@ -33,7 +33,7 @@ pub struct Proposal {
     pub writes: Vec<WriteBatch>,
 }
 
-/// An atomic conditional batch inside one partition.
+/// An atomic conditional batch inside one shard (usually one partition).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteBatch {
     pub partition: String,
@@ -41,10 +41,22 @@ pub struct WriteBatch {
     pub mutations: Vec<Mutation>,
 }
 
+impl WriteBatch {
+    /// The partitions its conditions and mutations name besides its own.
+    pub fn other_partitions(&self) -> impl Iterator<Item = &str> {
+        self.conditions
+            .iter()
+            .filter_map(|c| c.partition.as_deref())
+            .chain(self.mutations.iter().filter_map(|m| m.partition.as_deref()))
+    }
+}
+
 /// The item (table, key) of the batch's partition must have this version
 /// (0 = must not exist).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Condition {
+    /// Another partition of the batch's shard; None = the batch's partition.
+    pub partition: Option<String>,
     pub table: String,
     #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
@@ -54,6 +66,8 @@ pub struct Condition {
 /// Put (Some) or delete (None) one item of the batch's partition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mutation {
+    /// Another partition of the batch's shard; None = the batch's partition.
+    pub partition: Option<String>,
     pub table: String,
     #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
@@ -64,6 +78,7 @@ pub struct Mutation {
 /// A condition that did not hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConditionFailure {
+    pub partition: String,
     pub table: String,
     #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
