@@ -193,7 +193,7 @@ impl Store for FakeStore {
                 _ => None,
             })
             .collect();
-        entries.sort_by(|a, b| b.sequence.cmp(&a.sequence));
+        entries.sort_by_key(|e| std::cmp::Reverse(e.sequence));
         let more = entries.len() > limit;
         entries.truncate(limit);
         Ok((entries, more))
