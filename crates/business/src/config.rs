@@ -64,6 +64,11 @@ pub struct BusinessArgs {
     #[arg(long, env = "ANATOMY_RECOVERY_AFTER", value_parser = parse_duration, default_value = "5s")]
     pub recovery_after: Duration,
 
+    /// Pause before each step of a cross-shard transfer, to watch the saga
+    /// (or kill a replica mid-transfer and watch recovery). 0 in production.
+    #[arg(long, env = "ANATOMY_SAGA_STEP_PAUSE", value_parser = parse_duration, default_value = "0s")]
+    pub saga_step_pause: Duration,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }

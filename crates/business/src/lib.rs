@@ -68,11 +68,14 @@ pub async fn serve(
     shutdown: Shutdown,
 ) -> Result<(), RunError> {
     let addr = server::local_addr(&listener)?;
-    let ledger = Arc::new(Ledger::new(
-        StorageStore::new(storage_client(args)?),
-        SystemClock,
-        args.max_attempts,
-    ));
+    let ledger = Arc::new(
+        Ledger::new(
+            StorageStore::new(storage_client(args)?),
+            SystemClock,
+            args.max_attempts,
+        )
+        .with_step_pause(args.saga_step_pause),
+    );
     let worker = RecoveryConfig {
         every: args.recovery_interval,
         older_than: args.recovery_after,

@@ -99,14 +99,17 @@ impl Gateway {
     }
 }
 
-/// Worth another attempt: the call never reached a business replica that
-/// could answer (no connection, or no replica ready). tonic attaches the
-/// local cause as `source` to statuses it makes from client-side failures;
-/// a status a replica sent back has none. A replica's own UNAVAILABLE
-/// (say, a storage shard without a majority) is its answer: retrying here
-/// would only burn the caller's deadline.
+/// Worth another attempt: the call failed on the way to or from a business
+/// replica — no connection, no replica ready, or the connection broke
+/// mid-call (a replica killed) — rather than being answered. tonic attaches
+/// the local cause as `source` to statuses it makes from such failures; a
+/// status a replica sent back has none, and is its answer: a replica's own
+/// UNAVAILABLE (say, a storage shard without a majority) is not retried,
+/// that would only burn the caller's deadline. Every Ledger call is safe to
+/// repeat, so a call that may have reached a replica can go again.
 fn unreachable(status: &Status) -> bool {
-    status.code() == Code::Unavailable && std::error::Error::source(status).is_some()
+    matches!(status.code(), Code::Unavailable | Code::Unknown)
+        && std::error::Error::source(status).is_some()
 }
 
 fn tenant<T>(request: &Request<T>) -> Result<String, Status> {

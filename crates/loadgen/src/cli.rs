@@ -27,6 +27,10 @@ pub enum Workload {
     Etcd(EtcdArgs),
     /// Deposits through the gateway (end to end).
     Deposit(DepositArgs),
+    /// Random transfers between accounts, then a check of the ledger's
+    /// invariants (money conserved, none negative, nothing stuck PENDING,
+    /// histories consistent). Exits non-zero with the evidence on a violation.
+    Bank(BankArgs),
 }
 
 /// How long, how hard, and where the numbers go.
@@ -124,6 +128,38 @@ pub struct EtcdArgs {
 
     #[command(flatten)]
     pub kv: KvArgs,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// The bank workload.
+#[derive(Debug, Clone, Args)]
+pub struct BankArgs {
+    /// Gateways, host:port[,host:port...], used round-robin.
+    #[arg(
+        long,
+        env = "ANATOMY_LOADGEN_GATEWAY",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:50051"
+    )]
+    pub gateway: Vec<String>,
+
+    /// The API key to call with.
+    #[arg(long, env = "ANATOMY_LOADGEN_API_KEY", default_value = "dev-key-acme")]
+    pub api_key: String,
+
+    /// How many accounts (bank-0, bank-1, ...).
+    #[arg(long, env = "ANATOMY_LOADGEN_ACCOUNTS", default_value_t = 20)]
+    pub accounts: usize,
+
+    /// What each account is funded with.
+    #[arg(long, env = "ANATOMY_LOADGEN_INITIAL", default_value_t = 1000)]
+    pub initial: i64,
+
+    /// How long to wait, after the load, for every transfer to end.
+    #[arg(long, env = "ANATOMY_LOADGEN_SETTLE", value_parser = parse_duration, default_value = "60s")]
+    pub settle: Duration,
 
     #[command(flatten)]
     pub run: RunArgs,

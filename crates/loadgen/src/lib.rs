@@ -14,6 +14,7 @@ use std::sync::Arc;
 use cli::{Cli, KvArgs, RunArgs, Workload};
 use runner::{Mode, Target};
 use storage_client::{ClientConfig, ShardMap, StorageClient};
+use targets::bank::Bank;
 use targets::etcd::Etcd;
 use targets::ledger::Deposits;
 use targets::storage::{Op, Storage};
@@ -25,6 +26,8 @@ pub enum LoadError {
     Setup(String),
     #[error("cannot write the report: {0}")]
     Report(#[from] std::io::Error),
+    #[error("the bank check found {0} violation(s)")]
+    Violations(usize),
 }
 
 fn setup(e: impl std::fmt::Display) -> LoadError {
@@ -63,6 +66,37 @@ pub async fn run(cli: Cli) -> Result<(), LoadError> {
                 etcd.with(op, offset)
             })
             .await
+        }
+        Workload::Bank(args) => {
+            let bank = Arc::new(
+                Bank::new(
+                    &args.gateway,
+                    &args.api_key,
+                    args.accounts,
+                    args.initial,
+                    args.run.timeout,
+                )
+                .map_err(setup)?,
+            );
+            bank.setup().await.map_err(LoadError::Setup)?;
+            runs("bank", "transfer", bank.clone(), &args.run).await?;
+            eprintln!(
+                "load done; waiting up to {:?} for every transfer to end, then checking",
+                args.settle
+            );
+            let verdict = bank.check(args.settle).await;
+            for (what, n) in &verdict.summary {
+                println!("  {what}: {n}");
+            }
+            if verdict.violations.is_empty() {
+                println!("bank check: every invariant holds");
+                Ok(())
+            } else {
+                for v in &verdict.violations {
+                    println!("  VIOLATION: {v}");
+                }
+                Err(LoadError::Violations(verdict.violations.len()))
+            }
         }
         Workload::Deposit(args) => {
             let target = Deposits::new(

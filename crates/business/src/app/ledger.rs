@@ -48,6 +48,8 @@ pub struct Ledger<S, C> {
     pub(super) store: S,
     pub(super) clock: C,
     pub(super) max_attempts: u32,
+    /// A pause before each cross-shard saga step (0 in production).
+    pub(super) step_pause: std::time::Duration,
 }
 
 type Change1 = (Account, Option<Entry>);
@@ -88,7 +90,15 @@ impl<S: Store, C: Clock> Ledger<S, C> {
             store,
             clock,
             max_attempts: max_attempts.max(1),
+            step_pause: std::time::Duration::ZERO,
         }
+    }
+
+    /// Pauses before each step of a cross-shard transfer, so that a person
+    /// can watch the saga — or break it — between steps.
+    pub fn with_step_pause(mut self, pause: std::time::Duration) -> Self {
+        self.step_pause = pause;
+        self
     }
 
     /// The store (for the recovery worker and tests).

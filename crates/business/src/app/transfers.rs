@@ -235,6 +235,9 @@ impl<S: Store, C: Clock> Ledger<S, C> {
             if transfer.is_done() || deadline.passed() {
                 return Ok(transfer);
             }
+            if !self.step_pause.is_zero() {
+                tokio::time::sleep(self.step_pause.min(deadline.remaining())).await;
+            }
             match self.step(tenant, &transfer, deadline).await {
                 Ok(()) => {}
                 // The debit is durable and the worker will finish: report PENDING.

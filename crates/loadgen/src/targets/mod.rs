@@ -1,5 +1,6 @@
 //! What the load generator can drive.
 
+pub mod bank;
 pub mod etcd;
 pub mod ledger;
 pub mod storage;
