@@ -32,6 +32,10 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 section "build (release, once for tests and clusters)"
 cargo build --release --workspace --all-targets
 
+section "deployment checks (Kubernetes manifests, observability config, shellcheck)"
+bash scripts/checks/k8s.sh
+bash scripts/checks/observability.sh
+
 section "unit and integration tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --release --workspace --no-fail-fast

@@ -102,6 +102,8 @@ fi
 
 storage_port() { echo $((50071 + PORT_OFFSET + $1 * REPLICAS + $2 - 1)); }
 business_port() { echo $((50061 + PORT_OFFSET + $1 - 1)); }
+# Every process serves /metrics on its gRPC port - 41000 (50051 -> 9051).
+metrics_port() { echo $(($1 - 41000)); }
 
 STARTED=()
 # start NAME BINARY ARGS...: starts the process unless it is running.
@@ -140,18 +142,21 @@ say "==> starting the cluster in $ANATOMY_DIR ($SHARDS shards x $REPLICAS replic
 for ((s = 0; s < SHARDS; s++)); do
   for ((r = 1; r <= REPLICAS; r++)); do
     start "storage-s$s-r$r" storage --shard-map "$MAP" --shard "$s" --replica "$r" \
-      --data-dir "$DATA_DIR/storage-s$s-r$r"
+      --data-dir "$DATA_DIR/storage-s$s-r$r" \
+      --metrics-listen "127.0.0.1:$(metrics_port "$(storage_port "$s" "$r")")"
   done
 done
 BUSINESS_ADDRS=()
 ((STORAGE_ONLY)) && BUSINESSES=0 GATEWAYS=0
 for ((b = 1; b <= BUSINESSES; b++)); do
   BUSINESS_ADDRS+=("127.0.0.1:$(business_port "$b")")
-  start "business-$b" business --listen "127.0.0.1:$(business_port "$b")" --shard-map "$MAP"
+  start "business-$b" business --listen "127.0.0.1:$(business_port "$b")" --shard-map "$MAP" \
+    --metrics-listen "127.0.0.1:$(metrics_port "$(business_port "$b")")"
 done
 for ((g = 1; g <= GATEWAYS; g++)); do
   start "gateway-$g" gateway --listen "127.0.0.1:${GATEWAY_PORTS[g - 1]}" \
     --http-listen "127.0.0.1:${GATEWAY_HTTP_PORTS[g - 1]}" \
+    --metrics-listen "127.0.0.1:$(metrics_port "${GATEWAY_PORTS[g - 1]}")" \
     --business-addr "$(IFS=,; echo "${BUSINESS_ADDRS[*]}")"
 done
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2154  # $out is set by call() in lib.sh (printf -v)
 # End-to-end: every Ledger RPC through the real grpcurl, and the same API
 # over HTTP/JSON through the real curl, on a local cluster of its own.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2154  # $out is set by call() in lib.sh (printf -v)
 # End-to-end: the walking skeleton as a user drives it, through the real
 # grpcurl only, on a local cluster of its own (own data dir and ports).
 set -euo pipefail

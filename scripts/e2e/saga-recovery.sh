@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2154  # $out is set by call() in lib.sh (printf -v)
 # End-to-end: a business replica dies in the middle of a cross-shard
 # transfer; after a restart its recovery worker finishes the transfer.
 # --saga-step-pause holds each saga step for 3 s so the kill lands between

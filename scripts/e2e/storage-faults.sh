@@ -13,7 +13,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 export ANATOMY_DIR="$ROOT/.anatomy-e2e-faults"
 OFFSET=3000
 GW="127.0.0.1:$((50051 + OFFSET))"
-ADMIN="127.0.0.1:$((50071 + OFFSET))"
 L=anatomy.gateway.v1.Ledger
 ACME=(-H 'authorization: Bearer dev-key-acme')
 ACCOUNTS=30

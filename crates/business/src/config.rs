@@ -34,6 +34,10 @@ pub struct BusinessArgs {
     #[arg(long, env = "ANATOMY_LISTEN", default_value = "127.0.0.1:50061")]
     pub listen: String,
 
+    /// Address to serve Prometheus metrics on (GET /metrics), or "off".
+    #[arg(long, env = "ANATOMY_METRICS_LISTEN", default_value = "127.0.0.1:9061")]
+    pub metrics_listen: String,
+
     /// The storage shard map (TOML), the same file the storage nodes run.
     /// Without one, storage is a single node at --storage-addr.
     #[arg(long, env = "ANATOMY_SHARD_MAP")]

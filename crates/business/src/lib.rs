@@ -37,6 +37,8 @@ pub enum RunError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Server(#[from] ServerError),
+    #[error(transparent)]
+    Metrics(#[from] anatomy_runtime::prometheus::MetricsError),
 }
 
 /// The storage client the flags describe.
@@ -54,6 +56,7 @@ pub fn storage_client(args: &BusinessArgs) -> Result<StorageClient, RunError> {
 
 /// Runs the business service from its flags until SIGTERM/SIGINT.
 pub async fn run(args: BusinessArgs) -> Result<(), RunError> {
+    anatomy_runtime::prometheus::install("business", &args.metrics_listen, &[])?;
     let listener = server::bind(&args.listen).await?;
     let health = Health::new(&[HEALTH_SERVICE]).await;
     let shutdown = Shutdown::on_signals(health.clone())?;

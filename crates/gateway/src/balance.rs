@@ -17,18 +17,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anatomy_runtime::layers::breaker::{Breaker, BreakerConfig};
+use anatomy_runtime::layers::propagate::PropagateLayer;
 use hickory_resolver::TokioResolver;
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::body::Body;
 use tonic::transport::{Channel, Endpoint};
 use tower::BoxError;
-use tower::ServiceBuilder;
 use tower::balance::p2c::Balance;
 use tower::discover::Change;
 use tower::load::{CompleteOnResponse, PendingRequestsDiscover};
 use tower::load_shed::error::Overloaded;
 use tower::util::BoxCloneSyncService;
+use tower::{Layer as _, ServiceBuilder};
 
 /// A balanced, cloneable HTTP/2 service over every business replica.
 pub type Pool = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, PoolError>;
@@ -122,7 +123,10 @@ pub fn pool(
         .buffer(queue.max(1))
         .load_shed()
         .service(Balance::new(discover));
-    (BoxCloneSyncService::new(balanced), state)
+    // Outermost, so it runs in the caller's span (the buffer runs the rest
+    // on its own task).
+    let traced = PropagateLayer.layer(balanced);
+    (BoxCloneSyncService::new(traced), state)
 }
 
 fn pool_error(e: BoxError) -> PoolError {

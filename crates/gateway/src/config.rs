@@ -37,6 +37,10 @@ pub struct GatewayArgs {
     #[arg(long, env = "ANATOMY_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
     pub http_listen: String,
 
+    /// Address to serve Prometheus metrics on (GET /metrics), or "off".
+    #[arg(long, env = "ANATOMY_METRICS_LISTEN", default_value = "127.0.0.1:9051")]
+    pub metrics_listen: String,
+
     /// The business replicas: host:port[,host:port...]. Every address a
     /// name resolves to is a replica (a headless Service or a compose
     /// service name), re-resolved every --resolve-interval.

@@ -37,6 +37,8 @@ pub enum RunError {
     Targets(#[from] TargetError),
     #[error(transparent)]
     Server(#[from] ServerError),
+    #[error(transparent)]
+    Metrics(#[from] anatomy_runtime::prometheus::MetricsError),
 }
 
 /// The configured API keys, or the development keys with a warning.
@@ -55,6 +57,7 @@ pub fn api_keys(args: &GatewayArgs) -> Result<ApiKeys, ApiKeyError> {
 
 /// Runs the gateway from its flags until SIGTERM/SIGINT.
 pub async fn run(args: GatewayArgs) -> Result<(), RunError> {
+    anatomy_runtime::prometheus::install("gateway", &args.metrics_listen, &[])?;
     let listener = server::bind(&args.listen).await?;
     let health = Health::new(&[HEALTH_SERVICE]).await;
     let shutdown = Shutdown::on_signals(health.clone())?;

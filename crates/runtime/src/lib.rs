@@ -5,8 +5,10 @@
 
 pub mod cli;
 pub mod deadline;
+pub mod grpc;
 pub mod healthcheck;
 pub mod layers;
+pub mod prometheus;
 pub mod server;
 pub mod telemetry;
 

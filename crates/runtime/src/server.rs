@@ -17,6 +17,10 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use tonic_health::ServingStatus;
+use tower::layer::util::{Identity, Stack};
+
+use crate::layers::red::RedLayer;
+use crate::layers::trace::TraceLayer;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 
@@ -56,17 +60,23 @@ pub fn incoming(listener: TcpListener) -> TcpIncoming {
         .with_keepalive(Some(Duration::from_secs(60)))
 }
 
-/// A tonic server with the settings every service wants.
+/// The middleware every server runs, outside in (see each layer's module
+/// for why it sits where it does).
+pub type ServerLayers = Stack<TraceLayer, Stack<RedLayer, Identity>>;
+
+/// A tonic server with the settings and middleware every service wants.
 ///
 /// `max_connection_age` makes clients reconnect now and then, so that load
 /// spreads onto replicas that started after the client connected.
-pub fn builder() -> Server {
+pub fn builder() -> Server<ServerLayers> {
     Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .max_connection_age(Duration::from_secs(60))
         .max_connection_age_grace(Duration::from_secs(10))
+        .layer(RedLayer)
+        .layer(TraceLayer)
 }
 
 /// Server reflection, v1 and v1alpha (grpcurl up to 1.8 speaks only

@@ -1,9 +1,11 @@
 //! Logging and tracing set-up.
 //!
 //! Logs go to stderr, as text or JSON, filtered by `RUST_LOG` (default
-//! `info`). When `OTEL_EXPORTER_OTLP_ENDPOINT` (or the traces-specific
-//! variant) is set, spans are also exported over OTLP/gRPC; when it is not,
-//! nothing is exported and nothing is slowed down.
+//! `info`). Spans always get OpenTelemetry trace ids (so log lines inside
+//! a call carry `trace_id`, and `traceparent` is passed on to the next
+//! hop), but they are exported over OTLP/gRPC only when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or the traces-specific variant) is set;
+//! when it is not, no exporter exists and nothing leaves the process.
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -64,33 +66,36 @@ pub fn init(service: &'static str, format: LogFormat) -> Result<TelemetryGuard, 
             .with_writer(std::io::stderr)
             .boxed(),
     };
-    let provider = otlp_configured()
-        .then(|| tracer_provider(service))
-        .transpose()?;
-    let otel = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)));
+    let provider = tracer_provider(service)?;
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
     tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
         .with(otel)
         .try_init()?;
-    Ok(TelemetryGuard { provider })
+    Ok(TelemetryGuard {
+        provider: Some(provider),
+    })
 }
 
+/// A provider that exports over OTLP when configured, and otherwise only
+/// hands out ids.
 fn tracer_provider(service: &'static str) -> Result<SdkTracerProvider, TelemetryError> {
-    // No `.with_endpoint()`: it would override the standard OTEL_* variables.
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .build()?;
+    let mut builder = SdkTracerProvider::builder();
+    if otlp_configured() {
+        // No `.with_endpoint()`: it would override the standard OTEL_* variables.
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    // The resource reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES;
+    // the service name defaults to the binary's.
     let mut resource = opentelemetry_sdk::Resource::builder();
     if std::env::var("OTEL_SERVICE_NAME").is_err() {
         resource = resource.with_service_name(service);
     }
-    let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(resource.build())
-        .build();
+    let provider = builder.with_resource(resource.build()).build();
     opentelemetry::global::set_tracer_provider(provider.clone());
     opentelemetry::global::set_text_map_propagator(
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),

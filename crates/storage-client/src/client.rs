@@ -18,10 +18,12 @@ use std::time::Duration;
 
 use anatomy_proto::storage::v1 as pb;
 use anatomy_proto::storage::v1::kv_client::KvClient;
+use anatomy_runtime::layers::propagate::{Propagate, PropagateLayer};
 use rand::Rng;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
+use tower::Layer as _;
 
 use crate::shard_map::{ShardId, ShardMap, ShardSpec};
 use crate::wire_errors::{Fault, fault};
@@ -82,7 +84,7 @@ const NO_LEADER: usize = usize::MAX;
 #[derive(Debug)]
 struct ShardRoute {
     spec: ShardSpec,
-    clients: Vec<KvClient<Channel>>,
+    clients: Vec<KvClient<Propagate<Channel>>>,
     leader: AtomicUsize,
 }
 
@@ -229,7 +231,7 @@ impl StorageClient {
         mut op: F,
     ) -> Result<T, StorageError>
     where
-        F: FnMut(KvClient<Channel>, Duration) -> Fut,
+        F: FnMut(KvClient<Propagate<Channel>>, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let deadline = Instant::now() + timeout - self.config.deadline_margin.min(timeout / 10);
@@ -325,7 +327,10 @@ fn with_timeout<T>(message: T, timeout: Duration) -> tonic::Request<T> {
     request
 }
 
-fn connect(addr: &str, connect_timeout: Duration) -> Result<KvClient<Channel>, StorageError> {
+fn connect(
+    addr: &str,
+    connect_timeout: Duration,
+) -> Result<KvClient<Propagate<Channel>>, StorageError> {
     let endpoint =
         Endpoint::from_shared(format!("http://{addr}")).map_err(|e| StorageError::BadAddress {
             addr: addr.to_string(),
@@ -337,5 +342,5 @@ fn connect(addr: &str, connect_timeout: Duration) -> Result<KvClient<Channel>, S
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_while_idle(true)
         .connect_lazy();
-    Ok(KvClient::new(channel))
+    Ok(KvClient::new(PropagateLayer.layer(channel)))
 }

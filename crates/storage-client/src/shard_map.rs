@@ -199,6 +199,19 @@ impl ShardMap {
             .unwrap_or(&self.shards[0])
     }
 
+    /// The shard and replica whose address names this host (its first DNS
+    /// label: `storage-s0-1` for `storage-s0-1.storage-s0.anatomy.svc:50071`).
+    pub fn replica_on_host(&self, hostname: &str) -> Option<(ShardId, ReplicaId)> {
+        let first_label = |addr: &str| addr.split([':', '.']).next().map(str::to_owned);
+        self.shards.iter().find_map(|shard| {
+            shard
+                .replicas
+                .iter()
+                .find(|r| first_label(&r.addr).as_deref() == Some(hostname))
+                .map(|r| (shard.id, r.id))
+        })
+    }
+
     /// The shard with this id.
     pub fn shard(&self, id: ShardId) -> Option<&ShardSpec> {
         self.shards.get(id as usize)

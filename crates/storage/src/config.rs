@@ -45,11 +45,21 @@ pub struct StorageArgs {
     #[arg(long, env = "ANATOMY_REPLICA", default_value_t = 1)]
     pub replica: u64,
 
+    /// Take --shard and --replica from the shard map: the replica whose
+    /// address's first DNS label is this machine's hostname (a StatefulSet
+    /// pod `storage-s0-1`, a compose container `storage-s0-r2`).
+    #[arg(long, env = "ANATOMY_IDENTITY_FROM_HOSTNAME")]
+    pub identity_from_hostname: bool,
+
     /// Address to listen on. Default: this replica's address in the shard
     /// map (0.0.0.0 with its port when the map names a host), or
     /// 127.0.0.1:50071 without a map.
     #[arg(long, env = "ANATOMY_LISTEN")]
     pub listen: Option<String>,
+
+    /// Address to serve Prometheus metrics on (GET /metrics), or "off".
+    #[arg(long, env = "ANATOMY_METRICS_LISTEN", default_value = "127.0.0.1:9071")]
+    pub metrics_listen: String,
 
     /// Where the Raft log, the state machine and snapshots live.
     /// Default: .anatomy/data/storage-s<shard>-r<replica>.

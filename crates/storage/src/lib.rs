@@ -47,6 +47,10 @@ pub enum RunError {
     Start(#[from] StartError),
     #[error(transparent)]
     Server(#[from] ServerError),
+    #[error("--identity-from-hostname: no replica in the shard map has an address on host {0:?}")]
+    UnknownHost(String),
+    #[error(transparent)]
+    Metrics(#[from] anatomy_runtime::prometheus::MetricsError),
 }
 
 /// The shard map from `--shard-map`, or a one-node map at the listen address.
@@ -99,9 +103,40 @@ pub fn listen_addr(args: &StorageArgs, map: &ShardMap) -> String {
     })
 }
 
+/// This machine's hostname (Linux).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default()
+}
+
+/// Sets --shard and --replica from the hostname when asked to.
+pub fn resolve_identity(args: &mut StorageArgs, map: &ShardMap) -> Result<(), RunError> {
+    if !args.identity_from_hostname {
+        return Ok(());
+    }
+    let host = hostname();
+    let (shard, replica) = map
+        .replica_on_host(&host)
+        .ok_or(RunError::UnknownHost(host))?;
+    args.shard = shard;
+    args.replica = replica;
+    Ok(())
+}
+
 /// Runs a storage node from its flags until SIGTERM/SIGINT.
-pub async fn run(args: StorageArgs) -> Result<(), RunError> {
+pub async fn run(mut args: StorageArgs) -> Result<(), RunError> {
     let map = load_map(&args)?;
+    resolve_identity(&mut args, &map)?;
+    anatomy_runtime::prometheus::install(
+        "storage",
+        &args.metrics_listen,
+        &[
+            ("shard", args.shard.to_string()),
+            ("replica", args.replica.to_string()),
+        ],
+    )?;
     let listener = server::bind(&listen_addr(&args, &map)).await?;
     let health = Health::new(&[HEALTH_SERVICE]).await;
     let shutdown = Shutdown::on_signals(health.clone())?;
@@ -132,6 +167,7 @@ pub async fn serve(
     let addr = server::local_addr(&listener)?;
     let health_service = health.service();
     tokio::spawn(track_readiness(node.clone(), health));
+    tokio::spawn(raft::metrics::export(node.raft.clone()));
     let init = node.clone();
     let stop = shutdown.clone();
     tokio::spawn(async move {

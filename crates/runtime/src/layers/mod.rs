@@ -2,3 +2,6 @@
 //! layer belongs in a stack and why.
 
 pub mod breaker;
+pub mod propagate;
+pub mod red;
+pub mod trace;

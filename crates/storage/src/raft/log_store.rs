@@ -165,6 +165,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let started = std::time::Instant::now();
         let encoded = entries
             .into_iter()
             .map(|e| postcard::to_stdvec(&e).map(|bytes| (e.log_id.index, bytes)))
@@ -180,6 +181,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             })
             .await;
         // Only now are the entries on disk.
+        super::metrics::record_append(started.elapsed());
         callback.log_io_completed(
             result
                 .as_ref()

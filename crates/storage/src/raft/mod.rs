@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod log_store;
+pub mod metrics;
 pub mod network;
 pub mod service;
 pub mod snapshot;

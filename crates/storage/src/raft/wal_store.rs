@@ -91,14 +91,18 @@ impl raft_log::Types for WalTypes {
 
 /// Who waits for a flush: openraft (appends) or this store (vote, truncate, purge).
 pub enum Flushed {
-    Append(LogFlushed<TypeConfig>),
+    /// Entries appended at the instant given, for openraft.
+    Append(LogFlushed<TypeConfig>, std::time::Instant),
     Wait(tokio::sync::oneshot::Sender<io::Result<()>>),
 }
 
 impl Callback for Flushed {
     fn send(self, res: Result<(), io::Error>) {
         match self {
-            Self::Append(callback) => callback.log_io_completed(res),
+            Self::Append(callback, started) => {
+                super::metrics::record_append(started.elapsed());
+                callback.log_io_completed(res);
+            }
             Self::Wait(tx) => {
                 let _ = tx.send(res);
             }
@@ -251,6 +255,7 @@ impl RaftLogStorage<TypeConfig> for WalLogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let started = std::time::Instant::now();
         let mut log = self.lock()?;
         // Entries at or below the purge point are already in the state
         // machine (openraft never sends them; its conformance suite does).
@@ -277,7 +282,7 @@ impl RaftLogStorage<TypeConfig> for WalLogStore {
         )
         .map_err(write_err)?;
         // The flush thread calls back once the records are on disk.
-        log.flush(true, Some(Flushed::Append(callback)))
+        log.flush(true, Some(Flushed::Append(callback, started)))
             .map_err(write_err)
     }
 
