@@ -39,3 +39,41 @@ running() {
 port_free() {
   ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
+
+# --- Docker Compose ---------------------------------------------------------
+COMPOSE_FILE="$ROOT/deploy/compose/compose.yaml"
+COMPOSE_PROJECT="${ANATOMY_COMPOSE_PROJECT:-anatomy}"
+
+# compose ARGS...: Compose v2 (`docker compose`) if present, else v1.
+compose() {
+  if docker compose version >/dev/null 2>&1; then
+    docker compose -p "$COMPOSE_PROJECT" -f "$COMPOSE_FILE" "$@"
+  elif command -v docker-compose >/dev/null; then
+    docker-compose -p "$COMPOSE_PROJECT" -f "$COMPOSE_FILE" "$@"
+  else
+    die "neither 'docker compose' nor 'docker-compose' is installed"
+  fi
+}
+
+# compose_wait_healthy SECONDS: until every container of the project is
+# running and healthy; prints the stragglers and fails after SECONDS.
+compose_wait_healthy() {
+  local limit=$((SECONDS + $1)) ids status bad
+  while ((SECONDS < limit)); do
+    mapfile -t ids < <(compose ps -q)
+    bad=()
+    for id in "${ids[@]}"; do
+      status=$(docker inspect -f '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id")
+      [[ $status == *" running healthy" ]] || bad+=("$status")
+    done
+    if ((${#ids[@]} > 0 && ${#bad[@]} == 0)); then return 0; fi
+    sleep 1
+  done
+  printf '  not healthy: %s\n' "${bad[@]}" >&2
+  return 1
+}
+
+# container_ip CONTAINER NETWORK: the container's address on a project network.
+container_ip() {
+  docker inspect -f "{{(index .NetworkSettings.Networks \"${COMPOSE_PROJECT}_$2\").IPAddress}}" "$1"
+}

@@ -12,7 +12,7 @@ pub const DEFAULT_PORT: u16 = 50061;
 /// Anatomy business: the multi-tenant ledger's use cases, stateless, over
 /// the storage service.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "business", version, about, long_about = None)]
+#[command(name = "business", bin_name = "business", version, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

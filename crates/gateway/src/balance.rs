@@ -9,14 +9,14 @@
 //! each request with power of two choices over the number of requests in
 //! flight (tower's p2c; tonic's own `balance_channel` picks at random).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anatomy_runtime::layers::breaker::{Breaker, BreakerConfig};
+use anatomy_runtime::layers::breaker::{Breaker, BreakerConfig, BreakerHandle, BreakerState};
 use anatomy_runtime::layers::propagate::PropagateLayer;
 use hickory_resolver::TokioResolver;
 use tokio::sync::{Notify, mpsc};
@@ -160,22 +160,28 @@ async fn discover(
         }
     };
     let mut current: HashSet<SocketAddr> = HashSet::new();
+    let mut breakers: HashMap<SocketAddr, BreakerHandle> = HashMap::new();
     loop {
         let next = resolve_all(resolver.as_ref(), &targets, &current).await;
         for addr in next.difference(&current) {
             match channel(*addr) {
                 Ok(c) => {
                     tracing::info!(%addr, "business replica added");
-                    let _ = tx.send(Ok(Change::Insert(*addr, Breaker::new(c, breaker))));
+                    let endpoint = Breaker::new(c, breaker);
+                    breakers.insert(*addr, endpoint.handle());
+                    let _ = tx.send(Ok(Change::Insert(*addr, endpoint)));
                 }
                 Err(e) => tracing::warn!(%addr, error = %e, "cannot use business address"),
             }
         }
         for addr in current.difference(&next) {
             tracing::info!(%addr, "business replica removed");
+            breakers.remove(addr);
+            metrics::gauge!("circuit_breaker_state", "endpoint" => addr.to_string()).set(0.0);
             let _ = tx.send(Ok(Change::Remove(*addr)));
         }
         state.endpoints.store(next.len(), Ordering::Relaxed);
+        publish_metrics(&breakers);
         current = next;
         if tx.is_closed() {
             return;
@@ -187,6 +193,20 @@ async fn discover(
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+}
+
+/// Endpoint count and each endpoint's breaker state, for /metrics
+/// (refreshed on every re-resolution, and early after failures).
+fn publish_metrics(breakers: &HashMap<SocketAddr, BreakerHandle>) {
+    metrics::gauge!("balancer_endpoints", "target" => "business").set(breakers.len() as f64);
+    for (addr, handle) in breakers {
+        let state = match handle.state() {
+            BreakerState::Closed { .. } => 0.0,
+            BreakerState::HalfOpen { .. } => 1.0,
+            BreakerState::Open { .. } => 2.0,
+        };
+        metrics::gauge!("circuit_breaker_state", "endpoint" => addr.to_string()).set(state);
     }
 }
 

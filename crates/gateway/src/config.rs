@@ -11,7 +11,7 @@ pub const DEFAULT_PORT: u16 = 50051;
 /// Anatomy gateway: the public Ledger API. Authenticates callers and
 /// balances their calls over the business replicas.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "gateway", version, about, long_about = None)]
+#[command(name = "gateway", bin_name = "gateway", version, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -67,6 +67,25 @@ pub struct GatewayArgs {
     /// attempts run out and the last ones reach a live replica.
     #[arg(long, env = "ANATOMY_RETRIES", default_value_t = 3)]
     pub retries: u32,
+
+    /// Retries may add at most this percentage of the calls (over the
+    /// last 10s) on top of them, so they cannot multiply an outage.
+    #[arg(long, env = "ANATOMY_RETRY_BUDGET_PERCENT", default_value_t = 10.0)]
+    pub retry_budget_percent: f32,
+
+    /// Retries per second always allowed, even with little traffic.
+    #[arg(long, env = "ANATOMY_RETRY_BUDGET_MIN_PER_SEC", default_value_t = 10)]
+    pub retry_budget_min_per_sec: u32,
+
+    /// Calls per second each tenant may make (a token bucket per tenant;
+    /// beyond it RESOURCE_EXHAUSTED with a retry hint). 0 = no limit.
+    #[arg(long, env = "ANATOMY_TENANT_RPS", default_value_t = 5000)]
+    pub tenant_rps: u32,
+
+    /// How many calls a tenant may make at once above its rate (the
+    /// bucket's size). 0 = the same as --tenant-rps.
+    #[arg(long, env = "ANATOMY_TENANT_BURST", default_value_t = 10000)]
+    pub tenant_burst: u32,
 
     /// Calls that may wait for a business replica at most.
     #[arg(long, env = "ANATOMY_BALANCER_QUEUE", default_value_t = 1024)]

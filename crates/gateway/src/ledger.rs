@@ -6,7 +6,10 @@
 //!
 //! Every Ledger call is safe to repeat — reads trivially, mutations by
 //! their request_id — so a call that could not reach a business replica
-//! (UNAVAILABLE) is tried again on another one while the deadline allows.
+//! (UNAVAILABLE) is tried again on another one while the deadline allows
+//! and the retry budget has room: retries may add at most
+//! --retry-budget-percent to the load, so that when every replica is in
+//! trouble they cannot multiply the trouble.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,35 +24,44 @@ use rand::Rng;
 use tokio::time::Instant;
 use tonic::{Code, Request, Response, Status};
 
+use tower::retry::budget::{Budget as _, TpsBudget};
+
 use crate::auth::Tenant;
 use crate::balance::{Pool, PoolState};
 use crate::convert;
+use crate::rate_limit::TenantLimits;
 
 /// One boxed business call.
 type Call<R> = Pin<Box<dyn Future<Output = Result<Response<R>, Status>> + Send>>;
+
+/// How the gateway treats each call on its way to business.
+#[derive(Debug, Clone)]
+pub struct CallPolicy {
+    /// The deadline of a call whose caller sent none.
+    pub default_timeout: Duration,
+    /// Extra attempts for a call no replica could answer.
+    pub retries: u32,
+    /// What retries may add to the load (shared by every call).
+    pub retry_budget: Arc<TpsBudget>,
+    /// Per-tenant token buckets.
+    pub tenant_limits: TenantLimits,
+}
 
 /// The gateway's Ledger service.
 #[derive(Debug, Clone)]
 pub struct Gateway {
     client: LedgerClient<Pool>,
     pool: Arc<PoolState>,
-    default_timeout: Duration,
-    retries: u32,
+    policy: CallPolicy,
 }
 
 impl Gateway {
-    /// Serves over `client`; `retries` extra attempts for unreachable replicas.
-    pub fn new(
-        client: LedgerClient<Pool>,
-        pool: Arc<PoolState>,
-        default_timeout: Duration,
-        retries: u32,
-    ) -> Self {
+    /// Serves over `client` with `policy`.
+    pub fn new(client: LedgerClient<Pool>, pool: Arc<PoolState>, policy: CallPolicy) -> Self {
         Self {
             client,
             pool,
-            default_timeout,
-            retries,
+            policy,
         }
     }
 
@@ -62,6 +74,7 @@ impl Gateway {
     ) -> Result<R, Status> {
         let deadline = Instant::now() + budget;
         let mut attempt = 0;
+        self.policy.retry_budget.deposit();
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
@@ -83,10 +96,20 @@ impl Gateway {
                     status.message()
                 )));
             }
-            if !unreachable(&status) || attempt >= self.retries {
+            if !unreachable(&status) || attempt >= self.policy.retries {
                 return Err(status);
             }
             self.pool.report_failure();
+            if !self.policy.retry_budget.withdraw() {
+                metrics::counter!("gateway_retries_total", "reason" => "budget_exhausted")
+                    .increment(1);
+                return Err(Status::unavailable(format!(
+                    "no business replica answered, and the retry budget is spent \
+                     (too many calls are failing): {}",
+                    status.message()
+                )));
+            }
+            metrics::counter!("gateway_retries_total", "reason" => "unreachable").increment(1);
             attempt += 1;
             let pause =
                 Duration::from_millis(20 << attempt.min(5)).mul_f64(rand::rng().random::<f64>());
@@ -95,7 +118,7 @@ impl Gateway {
     }
 
     fn budget<T>(&self, request: &Request<T>) -> Duration {
-        anatomy_runtime::deadline::budget(request.metadata(), self.default_timeout)
+        anatomy_runtime::deadline::budget(request.metadata(), self.policy.default_timeout)
     }
 }
 
@@ -126,6 +149,7 @@ fn tenant<T>(request: &Request<T>) -> Result<String, Status> {
 macro_rules! forward {
     ($self:ident, $request:ident, $method:ident, |$tenant:ident, $r:ident| $to_business:expr, $to_api:path) => {{
         let ($tenant, budget) = (tenant(&$request)?, $self.budget(&$request));
+        $self.policy.tenant_limits.check(&$tenant)?;
         let $r = $request.into_inner();
         let message = $to_business;
         let answer = $self

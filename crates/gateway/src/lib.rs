@@ -9,6 +9,7 @@ pub mod config;
 pub mod convert;
 pub mod http;
 pub mod ledger;
+pub mod rate_limit;
 
 use anatomy_proto::business::v1::ledger_client::LedgerClient;
 use anatomy_proto::gateway::v1::FILE_DESCRIPTOR_SET;
@@ -17,13 +18,17 @@ use anatomy_runtime::layers::breaker::BreakerConfig;
 use anatomy_runtime::server::{self, ServerError};
 use anatomy_runtime::{Health, Shutdown};
 use std::time::Duration;
+use tonic::service::interceptor::InterceptedService;
 
 use tokio::net::TcpListener;
 
 use crate::auth::{ApiKeyError, ApiKeys, DEV_KEYS};
 use crate::balance::TargetError;
 use crate::config::GatewayArgs;
-use crate::ledger::Gateway;
+use crate::ledger::{CallPolicy, Gateway};
+use crate::rate_limit::TenantLimits;
+use std::sync::Arc;
+use tower::retry::budget::TpsBudget;
 
 /// The health service name readiness is reported under (and "").
 pub const HEALTH_SERVICE: &str = "anatomy.gateway.v1.Ledger";
@@ -79,12 +84,17 @@ pub async fn serve(
         open_for: args.breaker_open_for,
     };
     let (pool, state) = balance::pool(targets, args.resolve_interval, args.balancer_queue, breaker);
-    let gateway = Gateway::new(
-        LedgerClient::new(pool),
-        state,
-        args.request_timeout,
-        args.retries,
-    );
+    let policy = CallPolicy {
+        default_timeout: args.request_timeout,
+        retries: args.retries,
+        retry_budget: Arc::new(TpsBudget::new(
+            Duration::from_secs(10),
+            args.retry_budget_min_per_sec,
+            args.retry_budget_percent / 100.0,
+        )),
+        tenant_limits: TenantLimits::new(args.tenant_rps, args.tenant_burst),
+    };
+    let gateway = Gateway::new(LedgerClient::new(pool), state, policy);
     let http = http::router(
         http::HttpState {
             gateway: gateway.clone(),
@@ -101,11 +111,13 @@ pub async fn serve(
         }
     });
     let (reflection, reflection_alpha) = server::reflection(&[FILE_DESCRIPTOR_SET])?;
-    let serving = server::builder()
+    let limits = args.common.limits(args.request_timeout);
+    let ledger = LedgerServer::new(gateway).max_decoding_message_size(limits.max_request_bytes);
+    let serving = server::builder(limits)
         .add_service(health.service())
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(LedgerServer::with_interceptor(gateway, keys))
+        .add_service(InterceptedService::new(ledger, keys))
         .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait());
     health.set_serving(true).await;
     tracing::info!(%addr, %http_addr, business = %args.business_addr, "gateway listening");

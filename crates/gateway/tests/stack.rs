@@ -56,6 +56,11 @@ async fn storage(dir: &std::path::Path) -> (Service, String) {
     let shutdown = Shutdown::new();
     let options = storage::ServeOptions {
         request_timeout: Duration::from_secs(5),
+        limits: anatomy_runtime::server::ServerLimits {
+            max_in_flight: 1024,
+            default_deadline: Duration::from_secs(5),
+            max_request_bytes: 1 << 20,
+        },
         shutdown_grace: Duration::from_secs(1),
     };
     let task = tokio::spawn({

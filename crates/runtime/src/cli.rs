@@ -26,12 +26,32 @@ pub struct CommonArgs {
     #[arg(long, env = "ANATOMY_SHUTDOWN_GRACE", value_parser = parse_duration, default_value = "10s")]
     pub shutdown_grace: Duration,
 
+    /// Calls this server works on at once; beyond that it answers
+    /// RESOURCE_EXHAUSTED at once instead of queueing (0 = no bound).
+    #[arg(long, env = "ANATOMY_MAX_CONCURRENT_CALLS", default_value_t = 1024)]
+    pub max_concurrent_calls: usize,
+
+    /// The largest request message accepted, in bytes; larger ones are
+    /// refused before they are decoded (OUT_OF_RANGE, as tonic reports it).
+    #[arg(long, env = "ANATOMY_MAX_REQUEST_BYTES", default_value_t = 1 << 20)]
+    pub max_request_bytes: usize,
+
     /// Async worker threads (0 = one per CPU core).
     #[arg(long, env = "ANATOMY_WORKER_THREADS", default_value_t = 0)]
     pub worker_threads: usize,
 }
 
 impl CommonArgs {
+    /// The server limits these flags describe, with `default_deadline`
+    /// for calls that bring none.
+    pub fn limits(&self, default_deadline: Duration) -> crate::server::ServerLimits {
+        crate::server::ServerLimits {
+            max_in_flight: self.max_concurrent_calls,
+            default_deadline,
+            max_request_bytes: self.max_request_bytes,
+        }
+    }
+
     /// Builds the tokio runtime these flags ask for and runs `main` on it.
     pub fn block_on<F: std::future::Future>(&self, main: F) -> std::io::Result<F::Output> {
         let mut builder = tokio::runtime::Builder::new_multi_thread();

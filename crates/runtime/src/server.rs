@@ -19,7 +19,9 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tower::layer::util::{Identity, Stack};
 
+use crate::layers::deadline::DeadlineLayer;
 use crate::layers::red::RedLayer;
+use crate::layers::shed::ShedLayer;
 use crate::layers::trace::TraceLayer;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
@@ -60,15 +62,28 @@ pub fn incoming(listener: TcpListener) -> TcpIncoming {
         .with_keepalive(Some(Duration::from_secs(60)))
 }
 
-/// The middleware every server runs, outside in (see each layer's module
-/// for why it sits where it does).
-pub type ServerLayers = Stack<TraceLayer, Stack<RedLayer, Identity>>;
+/// The middleware every server runs, outside in: RED metrics, trace span,
+/// load shedding, deadline (see each layer's module for why it sits where
+/// it does).
+pub type ServerLayers =
+    Stack<DeadlineLayer, Stack<ShedLayer, Stack<TraceLayer, Stack<RedLayer, Identity>>>>;
+
+/// How much a server takes on.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// Calls served at once; beyond, RESOURCE_EXHAUSTED (0: no bound).
+    pub max_in_flight: usize,
+    /// The deadline of a call that brought none.
+    pub default_deadline: Duration,
+    /// The largest request message accepted (bytes).
+    pub max_request_bytes: usize,
+}
 
 /// A tonic server with the settings and middleware every service wants.
 ///
 /// `max_connection_age` makes clients reconnect now and then, so that load
 /// spreads onto replicas that started after the client connected.
-pub fn builder() -> Server<ServerLayers> {
+pub fn builder(limits: ServerLimits) -> Server<ServerLayers> {
     Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
@@ -77,6 +92,8 @@ pub fn builder() -> Server<ServerLayers> {
         .max_connection_age_grace(Duration::from_secs(10))
         .layer(RedLayer)
         .layer(TraceLayer)
+        .layer(ShedLayer::new(limits.max_in_flight))
+        .layer(DeadlineLayer::new(limits.default_deadline))
 }
 
 /// Server reflection, v1 and v1alpha (grpcurl up to 1.8 speaks only
@@ -107,8 +124,15 @@ pub fn reflection(
     Ok((builder().build_v1()?, builder().build_v1alpha()?))
 }
 
+/// The health service name that answers "is the process alive?": SERVING
+/// from start until shutdown begins, whatever readiness says. Liveness
+/// probes ask for it; a storage replica that lost its leader is unready
+/// (don't send it work) but alive (don't restart it).
+pub const LIVENESS: &str = "liveness";
+
 /// The health of one server: the whole server ("") and each named service
-/// share one status, which sticks at NOT_SERVING once shutdown began.
+/// share one readiness status, which sticks at NOT_SERVING once shutdown
+/// began; `LIVENESS` is SERVING until then.
 #[derive(Clone)]
 pub struct Health {
     reporter: HealthReporter,
@@ -135,6 +159,10 @@ impl Health {
         };
         health.publish(ServingStatus::NotServing).await;
         health
+            .reporter
+            .set_service_status(LIVENESS, ServingStatus::Serving)
+            .await;
+        health
     }
 
     /// The grpc.health.v1 service that reports this health.
@@ -159,6 +187,9 @@ impl Health {
     pub async fn stop(&self) {
         self.stopping.store(true, Ordering::Release);
         self.publish(ServingStatus::NotServing).await;
+        self.reporter
+            .set_service_status(LIVENESS, ServingStatus::NotServing)
+            .await;
     }
 
     async fn publish(&self, status: ServingStatus) {

@@ -14,7 +14,7 @@ pub const DEFAULT_PORT: u16 = 50071;
 /// Anatomy storage: one replica of one shard of a partitioned,
 /// Raft-replicated key-value store.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "storage", version, about, long_about = None)]
+#[command(name = "storage", bin_name = "storage", version, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

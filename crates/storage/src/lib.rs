@@ -25,7 +25,7 @@ use anatomy_proto::storage::v1::FILE_DESCRIPTOR_SET;
 use anatomy_proto::storage::v1::admin_server::AdminServer;
 use anatomy_proto::storage::v1::kv_server::KvServer;
 use anatomy_proto::storage::v1::raft_server::RaftServer;
-use anatomy_runtime::server::{self, ServerError};
+use anatomy_runtime::server::{self, ServerError, ServerLimits};
 use anatomy_runtime::{Health, Shutdown};
 use storage_client::shard_map::{ShardMap, ShardMapError};
 use tokio::net::TcpListener;
@@ -142,6 +142,7 @@ pub async fn run(mut args: StorageArgs) -> Result<(), RunError> {
     let shutdown = Shutdown::on_signals(health.clone())?;
     let options = ServeOptions {
         request_timeout: args.request_timeout,
+        limits: args.common.limits(args.request_timeout),
         shutdown_grace: args.common.shutdown_grace,
     };
     let node = StorageNode::start(node_config(&args, map)).await?;
@@ -152,6 +153,7 @@ pub async fn run(mut args: StorageArgs) -> Result<(), RunError> {
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
     pub request_timeout: Duration,
+    pub limits: ServerLimits,
     pub shutdown_grace: Duration,
 }
 
@@ -178,14 +180,14 @@ pub async fn serve(
     });
     let (reflection, reflection_alpha) =
         server::reflection(&[FILE_DESCRIPTOR_SET, tonic_types::pb::FILE_DESCRIPTOR_SET])?;
-    let serving = server::builder()
+    let serving = server::builder(options.limits)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(KvServer::new(kv::KvService::new(
-            node.clone(),
-            options.request_timeout,
-        )))
+        .add_service(
+            KvServer::new(kv::KvService::new(node.clone(), options.request_timeout))
+                .max_decoding_message_size(options.limits.max_request_bytes),
+        )
         .add_service(
             RaftServer::new(raft::service::RaftService::new(
                 node.shard().id,

@@ -1,7 +1,15 @@
 //! Tower middleware, one concern per module. Each module says where its
 //! layer belongs in a stack and why.
+//!
+//! A server's stack, outside in: `red` (count every call, as the caller
+//! saw it) → `trace` (a span for everything below) → `shed` (refuse
+//! what exceeds capacity) → `deadline` (refuse what is already too late)
+//! → the service. Clients: `propagate` outermost, and inside the gateway's
+//! balancer a `breaker` per endpoint.
 
 pub mod breaker;
+pub mod deadline;
 pub mod propagate;
 pub mod red;
+pub mod shed;
 pub mod trace;

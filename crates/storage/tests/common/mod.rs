@@ -115,6 +115,11 @@ impl Cluster {
         let shutdown = Shutdown::new();
         let options = ServeOptions {
             request_timeout: Duration::from_secs(5),
+            limits: anatomy_runtime::server::ServerLimits {
+                max_in_flight: 1024,
+                default_deadline: Duration::from_secs(5),
+                max_request_bytes: 1 << 20,
+            },
             shutdown_grace: Duration::from_secs(2),
         };
         let task = tokio::spawn(storage::serve(

@@ -1,0 +1,182 @@
+//! Deadlines on the server side: a call whose caller has already given up
+//! is refused before any work starts, and a call that came without a
+//! deadline gets the server's default one.
+//!
+//! Where it sits: on every server, inside the shedding layer (a refused
+//! call should not hold a slot) and outside the services. A call *with* a
+//! `grpc-timeout` is also cut off by tonic when that time runs out; the
+//! services read the same header (`crate::deadline::budget`) to pass the
+//! remaining budget on to the next hop.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::Timeout;
+use tonic::Status;
+use tower::{Layer, Service};
+
+use crate::deadline::parse_grpc_timeout;
+
+/// Below this much time left, no call is worth starting.
+pub const MIN_BUDGET: Duration = Duration::from_millis(1);
+
+/// Adds `Deadline` with a default for calls that carry none.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadlineLayer {
+    default: Duration,
+}
+
+impl DeadlineLayer {
+    /// Calls without a `grpc-timeout` get `default`.
+    pub fn new(default: Duration) -> Self {
+        Self { default }
+    }
+}
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = Deadline<S>;
+
+    fn layer(&self, inner: S) -> Deadline<S> {
+        Deadline {
+            inner,
+            default: self.default,
+        }
+    }
+}
+
+/// Enforces each call's deadline.
+#[derive(Debug, Clone)]
+pub struct Deadline<S> {
+    inner: S,
+    default: Duration,
+}
+
+impl<S, B, RB> Service<http::Request<B>> for Deadline<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>>,
+    RB: Default,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, RB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let sent = request
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout);
+        match sent {
+            Some(budget) if budget < MIN_BUDGET => ResponseFuture::Expired {
+                response: Some(
+                    Status::deadline_exceeded(format!(
+                        "the caller's deadline had passed on arrival ({budget:?} left); not started"
+                    ))
+                    .into_http(),
+                ),
+            },
+            Some(_) => ResponseFuture::Running {
+                inner: tokio::time::timeout(Duration::MAX, self.inner.call(request)),
+                budget: None,
+            },
+            None => ResponseFuture::Running {
+                inner: tokio::time::timeout(self.default, self.inner.call(request)),
+                budget: Some(self.default),
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The call under its deadline, or the refusal.
+    #[project = Proj]
+    pub enum ResponseFuture<F, RB> {
+        Running { #[pin] inner: Timeout<F>, budget: Option<Duration> },
+        Expired { response: Option<http::Response<RB>> },
+    }
+}
+
+impl<F, RB, E> Future for ResponseFuture<F, RB>
+where
+    F: Future<Output = Result<http::Response<RB>, E>>,
+    RB: Default,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            Proj::Running { inner, budget } => match ready!(inner.poll(cx)) {
+                Ok(result) => Poll::Ready(result),
+                Err(_) => Poll::Ready(Ok(Status::deadline_exceeded(format!(
+                    "no answer within the server's default deadline of {:?} \
+                     (send grpc-timeout to choose your own)",
+                    budget.unwrap_or_default()
+                ))
+                .into_http())),
+            },
+            Proj::Expired { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grpc::code_of;
+    use tonic::Code;
+    use tower::ServiceExt as _;
+
+    fn request(timeout: Option<&str>) -> http::Request<()> {
+        let mut builder = http::Request::builder().uri("/a.B/C");
+        if let Some(t) = timeout {
+            builder = builder.header("grpc-timeout", t);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refuses_calls_whose_deadline_passed_without_calling_the_service() {
+        let (service, mut handle) =
+            tower_test::mock::pair::<http::Request<()>, http::Response<()>>();
+        handle.allow(1);
+        let mut deadline = DeadlineLayer::new(Duration::from_secs(5)).layer(service);
+        let response = deadline
+            .ready()
+            .await
+            .unwrap()
+            .call(request(Some("0m")))
+            .await
+            .unwrap();
+        assert_eq!(code_of(&response), Code::DeadlineExceeded);
+        // The service (still alive) never saw the call.
+        assert!(
+            futures::FutureExt::now_or_never(handle.next_request()).is_none(),
+            "the expired call reached the service"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gives_calls_without_a_deadline_the_default() {
+        let never = tower::service_fn(|_: http::Request<()>| {
+            std::future::pending::<Result<http::Response<()>, std::convert::Infallible>>()
+        });
+        let started = tokio::time::Instant::now();
+        let response = DeadlineLayer::new(Duration::from_secs(5))
+            .layer(never)
+            .oneshot(request(None))
+            .await
+            .unwrap();
+        assert_eq!(code_of(&response), Code::DeadlineExceeded);
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+    }
+}
