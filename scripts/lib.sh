@@ -58,7 +58,7 @@ compose() {
 # compose_wait_healthy SECONDS: until every container of the project is
 # running and healthy; prints the stragglers and fails after SECONDS.
 compose_wait_healthy() {
-  local limit=$((SECONDS + $1)) ids status bad
+  local limit=$((SECONDS + $1)) ids id status bad
   while ((SECONDS < limit)); do
     mapfile -t ids < <(compose ps -q)
     bad=()

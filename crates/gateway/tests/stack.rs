@@ -107,8 +107,12 @@ async fn business(storage_addr: &str) -> (Service, String) {
 }
 
 async fn gateway(business_addrs: &str) -> (Service, LedgerClient<Channel>) {
+    gateway_with(business_addrs, &[]).await
+}
+
+async fn gateway_with(business_addrs: &str, extra: &[&str]) -> (Service, LedgerClient<Channel>) {
     let (listener, addr) = listener().await;
-    let cli = gateway::config::Cli::parse_from([
+    let mut args = vec![
         "gateway",
         "--listen",
         &addr,
@@ -118,7 +122,9 @@ async fn gateway(business_addrs: &str) -> (Service, LedgerClient<Channel>) {
         "key-a=acme,key-g=globex",
         "--http-listen",
         "127.0.0.1:0",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let cli = gateway::config::Cli::parse_from(args);
     let health = Health::new(&[gateway::HEALTH_SERVICE]).await;
     let shutdown = Shutdown::new();
     let task = tokio::spawn({
@@ -267,5 +273,75 @@ async fn losing_a_business_replica_fails_no_request() {
     assert_eq!(read.balance, 40, "every deposit applied exactly once");
     gw.stop().await;
     biz2.stop().await;
+    storage.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_dependency_fails_fast_instead_of_hanging() {
+    // A port nobody listens on: every business replica is down.
+    let (closed, dead_addr) = listener().await;
+    drop(closed);
+    let (gw, mut client) = gateway(&dead_addr).await;
+    let mut request = as_tenant("key-a", deposit("d1", "alice", 1));
+    request.set_timeout(Duration::from_secs(10));
+    let started = std::time::Instant::now();
+    let refused = client.deposit(request).await.expect_err("no business");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(
+        refused.message().contains("business"),
+        "the message names the dependency: {}",
+        refused.message()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "failed after {:?}, not long before the 10s deadline",
+        started.elapsed()
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tenant_over_its_rate_is_refused_with_a_retry_hint() {
+    use tonic_types::StatusExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (storage, storage_addr) = storage(dir.path()).await;
+    let (biz, biz_addr) = business(&storage_addr).await;
+    let (gw, mut client) =
+        gateway_with(&biz_addr, &["--tenant-rps", "1", "--tenant-burst", "2"]).await;
+    let get = |key: &str| {
+        as_tenant(
+            key,
+            api::GetAccountRequest {
+                account_id: "nobody".into(),
+            },
+        )
+    };
+    for _ in 0..2 {
+        let answered = client
+            .get_account(get("key-a"))
+            .await
+            .expect_err("no such account");
+        assert_eq!(answered.code(), Code::NotFound);
+    }
+    let limited = client
+        .get_account(get("key-a"))
+        .await
+        .expect_err("over the rate");
+    assert_eq!(limited.code(), Code::ResourceExhausted, "{limited:?}");
+    let hint = limited
+        .get_details_retry_info()
+        .expect("a RetryInfo detail");
+    assert!(
+        hint.retry_delay
+            .is_some_and(|d| d <= Duration::from_secs(1))
+    );
+    // Another tenant has its own bucket.
+    let other = client
+        .get_account(get("key-g"))
+        .await
+        .expect_err("no such account");
+    assert_eq!(other.code(), Code::NotFound);
+    gw.stop().await;
+    biz.stop().await;
     storage.stop().await;
 }

@@ -1,18 +1,23 @@
 //! Anatomy's load generator. `runner` drives a `Target` closed- or
-//! open-loop, `stats` measures with HDR histograms, `targets` holds what
-//! can be driven: storage, etcd (for comparison), the ledger.
+//! open-loop, `stats` and `series` measure with HDR histograms (per run and
+//! per second), `report` writes the table, JSON and CSV, `plot` draws
+//! charts, and `targets` holds what can be driven: storage, etcd (for
+//! comparison), the ledger.
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod plot;
 pub mod report;
 pub mod runner;
+pub mod series;
 pub mod stats;
 pub mod targets;
 
 use std::sync::Arc;
 
 use cli::{Cli, KvArgs, RunArgs, Workload};
-use runner::{Mode, Target};
+use report::Row;
+use runner::{Mode, Plan, Target};
 use storage_client::{ClientConfig, ShardMap, StorageClient};
 use targets::bank::Bank;
 use targets::etcd::Etcd;
@@ -28,15 +33,29 @@ pub enum LoadError {
     Report(#[from] std::io::Error),
     #[error("the bank check found {0} violation(s)")]
     Violations(usize),
+    #[error("cannot draw the chart: {0:#}")]
+    Plot(anyhow::Error),
 }
 
 fn setup(e: impl std::fmt::Display) -> LoadError {
     LoadError::Setup(e.to_string())
 }
 
+/// A note on stderr, unless --quiet.
+fn note(run: &RunArgs, text: impl std::fmt::Display) {
+    if !run.quiet {
+        eprintln!("{text}");
+    }
+}
+
 /// Runs the workload the command line names.
 pub async fn run(cli: Cli) -> Result<(), LoadError> {
     match cli.workload {
+        Workload::Plot(args) => {
+            let (kind, out) = plot::plot(&args).map_err(LoadError::Plot)?;
+            eprintln!("wrote a {kind:?} chart to {}", out.display());
+            Ok(())
+        }
         Workload::Storage(args) => {
             let map = match &args.shard_map {
                 Some(path) => ShardMap::load(path).map_err(setup)?,
@@ -49,7 +68,7 @@ pub async fn run(cli: Cli) -> Result<(), LoadError> {
                 value_size: args.kv.value_size,
                 keys: args.kv.preload.max(args.kv.keys),
                 offset,
-                timeout: args.run.timeout,
+                timeout: args.run.deadline,
             };
             kv_runs("storage", &args.kv, &args.run, make).await
         }
@@ -59,7 +78,7 @@ pub async fn run(cli: Cli) -> Result<(), LoadError> {
                 args.kv.op,
                 args.kv.value_size,
                 args.kv.preload.max(args.kv.keys),
-                args.run.timeout,
+                args.run.deadline,
             )
             .map_err(setup)?;
             kv_runs("etcd", &args.kv, &args.run, |op, offset| {
@@ -74,15 +93,18 @@ pub async fn run(cli: Cli) -> Result<(), LoadError> {
                     &args.api_key,
                     args.accounts,
                     args.initial,
-                    args.run.timeout,
+                    args.run.deadline,
                 )
                 .map_err(setup)?,
             );
             bank.setup().await.map_err(LoadError::Setup)?;
             runs("bank", "transfer", bank.clone(), &args.run).await?;
-            eprintln!(
-                "load done; waiting up to {:?} for every transfer to end, then checking",
-                args.settle
+            note(
+                &args.run,
+                format!(
+                    "load done; waiting up to {:?} for every transfer to end, then checking",
+                    args.settle
+                ),
             );
             let verdict = bank.check(args.settle).await;
             for (what, n) in &verdict.summary {
@@ -103,7 +125,7 @@ pub async fn run(cli: Cli) -> Result<(), LoadError> {
                 &args.gateway,
                 &args.api_key,
                 args.accounts,
-                args.run.timeout,
+                args.run.deadline,
             )
             .map_err(setup)?;
             target.setup().await.map_err(LoadError::Setup)?;
@@ -137,7 +159,10 @@ async fn preload<T: Target>(
 ) -> Result<(), LoadError> {
     let target = Arc::new(make(Op::Put, 0));
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    eprintln!("preloading {} keys into {system} ...", kv.preload);
+    note(
+        run,
+        format!("preloading {} keys into {system} ...", kv.preload),
+    );
     let started = std::time::Instant::now();
     let workers: Vec<_> = (0..kv.preload_concurrency.max(1))
         .map(|_| {
@@ -171,63 +196,108 @@ async fn preload<T: Target>(
         w.await.map_err(setup)?.map_err(LoadError::Setup)?;
     }
     let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "preloaded {} keys in {secs:.1}s ({:.0}/s)",
-        kv.preload,
-        kv.preload as f64 / secs
+    note(
+        run,
+        format!(
+            "preloaded {} keys in {secs:.1}s ({:.0}/s)",
+            kv.preload,
+            kv.preload as f64 / secs
+        ),
     );
-    let _ = run;
     Ok(())
 }
 
+/// Above this p99 lag of open-loop sends behind schedule, a run says so.
+const LAG_WARNING_MS: f64 = 10.0;
+
+/// One run per concurrency (closed loop) or per rate (open loop), each
+/// reported as it ends; after several rates, a sweep table.
 async fn runs<T: Target>(
     system: &str,
     op: &str,
     target: Arc<T>,
     args: &RunArgs,
 ) -> Result<(), LoadError> {
-    let modes: Vec<Mode> = if args.rate.is_empty() {
-        args.concurrency
-            .iter()
-            .map(|&workers| Mode::Closed { workers })
+    let rates = args.rates();
+    let modes: Vec<Mode> = if rates.is_empty() {
+        args.concurrencies()
+            .into_iter()
+            .map(|workers| Mode::Closed { workers })
             .collect()
     } else {
-        let cap = args
-            .concurrency
-            .iter()
-            .copied()
-            .max()
-            .unwrap_or(1024)
-            .max(1);
-        args.rate
+        let max_in_flight = args.max_in_flight();
+        rates
             .iter()
             .map(|&rate| Mode::Open {
                 rate,
-                max_in_flight: cap,
+                max_in_flight,
             })
             .collect()
     };
+    let label = args.label.clone().unwrap_or_else(|| system.to_string());
+    let warmup = args.warmup();
     report::header();
-    for mode in modes {
-        let label = report::mode_label(mode);
-        let summary = runner::run(
-            target.clone(),
+    let mut done: Vec<Row> = Vec::new();
+    for (i, &mode) in modes.iter().enumerate() {
+        let mode_label = report::mode_label(mode);
+        let step = if modes.len() > 1 {
+            format!(" ({}/{})", i + 1, modes.len())
+        } else {
+            String::new()
+        };
+        let plan = Plan {
             mode,
-            args.duration,
-            &format!("{system} {op} {label}"),
-        )
-        .await;
-        let row = report::Row {
-            label: args.label.clone().unwrap_or_else(|| system.to_string()),
+            duration: args.duration,
+            warmup,
+            deadline: args.deadline,
+            label: format!("{system} {op} {mode_label}{step}"),
+            progress: !args.quiet,
+        };
+        let outcome = runner::run(target.clone(), &plan).await;
+        let summary = outcome.summary;
+        let offered_rps = match mode {
+            Mode::Open { rate, .. } => rate,
+            Mode::Closed { .. } => summary.offered as f64 / summary.seconds.max(1e-9),
+        };
+        let row = Row {
+            label: label.clone(),
             system: system.to_string(),
             op: op.to_string(),
-            mode: label,
+            mode: mode_label,
+            offered_rps: Some(offered_rps),
+            deadline_ms: Some(args.deadline.as_secs_f64() * 1000.0),
+            warmup_s: Some(warmup.as_secs_f64()),
             summary,
+            series: outcome.series,
         };
         report::print(&row);
+        if row.summary.send_lag_p99_ms > LAG_WARNING_MS {
+            note(
+                args,
+                format!(
+                    "note: loadgen sent 1% of the requests {:.0} ms or more after their \
+                     scheduled time (at worst {:.0} ms): it fell behind (short of CPU?), \
+                     and those delays are in the latencies",
+                    row.summary.send_lag_p99_ms, row.summary.send_lag_max_ms
+                ),
+            );
+        }
         if let Some(path) = &args.json {
             report::append_json(path, &row)?;
         }
+        if let Some(path) = &args.csv {
+            report::append_series_csv(path, &row)?;
+        }
+        if let Some(path) = &args.summary_csv {
+            report::append_summary_csv(path, &row)?;
+        }
+        done.push(Row {
+            series: Vec::new(),
+            ..row
+        });
+    }
+    if rates.len() > 1 {
+        report::print_sweep(&done);
     }
     Ok(())
 }

@@ -100,16 +100,36 @@ impl Deposits {
 }
 
 impl Target for Deposits {
+    /// One deposit. A deposit that never reached a gateway, or whose
+    /// gateway went away mid-call (restarting, draining), goes to the next
+    /// gateway with the same request_id — the ledger applies it once —
+    /// at most once per gateway: the retries a well-behaved client is
+    /// allowed. An answer from a gateway, even an error, is final.
     async fn call(&self, n: u64) -> Result<(), String> {
         let message = api::DepositRequest {
             request_id: format!("{}-{n}", self.run_id),
             account_id: self.account(n),
             amount: 1,
         };
-        self.client()
-            .deposit(self.request(message)?)
-            .await
-            .map(|_| ())
-            .map_err(|s| kind(&s))
+        let mut last = String::new();
+        for _ in 0..self.clients.len().max(1) {
+            match self.client().deposit(self.request(message.clone())?).await {
+                Ok(_) => return Ok(()),
+                Err(s) if gateway_unreachable(&s) => last = kind(&s),
+                Err(s) => return Err(kind(&s)),
+            }
+        }
+        Err(last)
     }
+}
+
+/// The call failed on the way to or from the gateway — no connection, or
+/// the connection reset while the gateway shut down — rather than being
+/// answered: tonic attaches the local cause as the status's source; a
+/// status the gateway sent has none. Safe to send again, elsewhere.
+fn gateway_unreachable(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::Unknown | Code::Cancelled
+    ) && std::error::Error::source(status).is_some()
 }
