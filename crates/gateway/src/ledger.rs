@@ -131,8 +131,12 @@ impl Gateway {
 /// that would only burn the caller's deadline. Every Ledger call is safe to
 /// repeat, so a call that may have reached a replica can go again.
 fn unreachable(status: &Status) -> bool {
-    matches!(status.code(), Code::Unavailable | Code::Unknown)
-        && std::error::Error::source(status).is_some()
+    // Cancelled too: a replica shutting down resets the streams it did not
+    // take (HTTP/2 REFUSED_STREAM / CANCEL), which tonic reports so.
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::Unknown | Code::Cancelled
+    ) && std::error::Error::source(status).is_some()
 }
 
 fn tenant<T>(request: &Request<T>) -> Result<String, Status> {

@@ -112,8 +112,15 @@ impl Target for Deposits {
             amount: 1,
         };
         let mut last = String::new();
-        for _ in 0..self.clients.len().max(1) {
-            match self.client().deposit(self.request(message.clone())?).await {
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        for attempt in 0..self.clients.len().max(1) {
+            // Each attempt goes to the next gateway, not back to the same one.
+            let mut client = self
+                .clients
+                .get((first + attempt) % self.clients.len().max(1))
+                .cloned()
+                .ok_or("no gateway to call")?;
+            match client.deposit(self.request(message.clone())?).await {
                 Ok(_) => return Ok(()),
                 Err(s) if gateway_unreachable(&s) => last = kind(&s),
                 Err(s) => return Err(kind(&s)),
