@@ -291,3 +291,35 @@ pub fn local_addr(listener: &TcpListener) -> Result<SocketAddr, ServerError> {
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic_health::pb::health_server::Health as _;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response};
+
+    async fn status(health: &Health, service: &str) -> health_check_response::ServingStatus {
+        let reply = HealthService::from_health_reporter(health.reporter.clone())
+            .check(tonic::Request::new(HealthCheckRequest {
+                service: service.into(),
+            }))
+            .await
+            .expect("known service");
+        reply.into_inner().status()
+    }
+
+    #[tokio::test]
+    async fn liveness_stays_serving_while_unready_until_shutdown() {
+        use health_check_response::ServingStatus as S;
+        let health = Health::new(&["anatomy.x.v1.X"]).await;
+        assert_eq!(status(&health, "").await, S::NotServing);
+        assert_eq!(status(&health, LIVENESS).await, S::Serving);
+        health.set_serving(true).await;
+        assert_eq!(status(&health, "anatomy.x.v1.X").await, S::Serving);
+        health.stop().await;
+        assert_eq!(status(&health, "").await, S::NotServing);
+        assert_eq!(status(&health, LIVENESS).await, S::NotServing);
+        health.set_serving(true).await;
+        assert_eq!(status(&health, "").await, S::NotServing, "stop sticks");
+    }
+}
