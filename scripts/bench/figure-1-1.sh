@@ -13,12 +13,12 @@
 #        queues: the excess is refused at once (RESOURCE_EXHAUSTED /
 #        UNAVAILABLE) and the admitted calls finish in time.
 #
-#   scripts/bench/figure-1-1.sh [--sweep 300:4500:8] [--duration 8s] [--out docs/bench]
+#   scripts/bench/figure-1-1.sh [--sweep 900:13500:8] [--duration 10s] [--out docs/bench]
 # Writes OUT/figure-1-1.jsonl, OUT/figure-1-1.csv and OUT/figure-1-1.png.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
-SWEEP=300:4500:8 DURATION=8s OUT="$ROOT/docs/bench" ON_LIMIT=${ON_LIMIT:-64}
+SWEEP=900:13500:8 DURATION=10s OUT="$ROOT/docs/bench" ON_LIMIT=${ON_LIMIT:-256}
 while (($#)); do
   case $1 in
     --sweep) SWEEP=$2; shift 2 ;;

@@ -345,3 +345,50 @@ async fn a_tenant_over_its_rate_is_refused_with_a_retry_hint() {
     biz.stop().await;
     storage.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overload_is_shed_at_once_not_queued() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (storage, storage_addr) = storage(dir.path()).await;
+    let (biz, biz_addr) = business(&storage_addr).await;
+    // One call at a time: a burst of 64 can only be shed.
+    let (gw, client) = gateway_with(&biz_addr, &["--max-concurrent-calls", "1"]).await;
+    let calls = (0..64).map(|n| {
+        let mut client = client.clone();
+        tokio::spawn(async move {
+            let mut request = as_tenant("key-a", deposit(&format!("burst-{n}"), "nobody", 1));
+            request.set_timeout(Duration::from_secs(10));
+            client.deposit(request).await.map(drop)
+        })
+    });
+    let results = futures::future::join_all(calls).await;
+    let codes: Vec<Code> = results
+        .into_iter()
+        .map(|r| match r.expect("task") {
+            Ok(()) => Code::Ok,
+            Err(status) => status.code(),
+        })
+        .collect();
+    let shed = codes
+        .iter()
+        .filter(|c| **c == Code::ResourceExhausted)
+        .count();
+    let answered = codes.iter().filter(|c| **c == Code::NotFound).count();
+    assert!(shed >= 1, "some calls of the burst are refused: {codes:?}");
+    assert!(answered >= 1, "the admitted ones are served: {codes:?}");
+    assert_eq!(
+        shed + answered,
+        codes.len(),
+        "nothing else happens: {codes:?}"
+    );
+    // Once the burst is over, calls are admitted again.
+    let after = client
+        .clone()
+        .deposit(as_tenant("key-a", deposit("after", "nobody", 1)))
+        .await
+        .expect_err("no such account");
+    assert_eq!(after.code(), Code::NotFound);
+    gw.stop().await;
+    biz.stop().await;
+    storage.stop().await;
+}
