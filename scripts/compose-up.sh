@@ -27,6 +27,7 @@ compose ps
 GW="127.0.0.1:${ANATOMY_GATEWAY_PORT:-50051}"
 HTTP="127.0.0.1:${ANATOMY_GATEWAY_HTTP_PORT:-8080}"
 AUTH="-H 'authorization: Bearer dev-key-acme'"
+STORAGE=$(container_ip "$(compose ps -q storage-s0-r1)" storage)
 cat <<EOT
 
 Anatomy is up in containers. The first gateway is published on $GW (gRPC)
@@ -38,8 +39,9 @@ and $HTTP (HTTP/JSON). Try:
   grpcurl -plaintext $AUTH -d '{"account_id":"alice"}' $GW anatomy.gateway.v1.Ledger/GetAccount
   curl -s -H 'authorization: Bearer dev-key-acme' http://$HTTP/v1/accounts/alice
 
-Watch Raft from inside the storage network, e.g. shard 0's view:
-  docker run --rm --network ${COMPOSE_PROJECT}_storage --read-only anatomy-storage:dev healthcheck --addr storage-s0-r1:50071
+Watch Raft (leader, term, commit index per shard), from the host through
+storage-s0-r1's address on the project's storage network:
+  grpcurl -plaintext $STORAGE:50071 anatomy.storage.v1.Admin/ClusterStatus
 
 Load from inside the network, against both gateways:
   docker-compose -p $COMPOSE_PROJECT -f deploy/compose/compose.yaml --profile tools run --rm loadgen \\
