@@ -210,6 +210,12 @@ servers = [s for s in trace if s["kind"] == "server"]
 bad = [s for s in servers if s["attributes"].get("rpc.system") != "grpc" or not s["attributes"].get("rpc.method")]
 check(not bad, f"rpc.system=grpc and rpc.method on all {len(servers)} server span(s)"
       + (": missing on " + ", ".join(f"{s['service']} {s['name']}" for s in bad) if bad else ""))
+tenants = {s["service"]: s["attributes"].get("tenant") for s in servers if s["service"] in ("gateway", "business")}
+check(tenants == {"gateway": "acme", "business": "acme"}, f"tenant=acme on the gateway and business spans (got {tenants})")
+stores = [s for s in servers if s["service"] == "storage"]
+check(stores and all(s["attributes"].get("shard") is not None and int(s["attributes"].get("raft.term", 0)) >= 1 for s in stores),
+      "shard and raft.term on the storage spans (" + ", ".join(
+          f"shard={s['attributes'].get('shard')} term={s['attributes'].get('raft.term')}" for s in stores) + ")")
 check(gw["attributes"].get("rpc.grpc.status_code") == 0,
       f"the gateway span records rpc.grpc.status_code=0 (got {gw['attributes'].get('rpc.grpc.status_code')})")
 sys.exit(1 if failures else 0)

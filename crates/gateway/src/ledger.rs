@@ -153,6 +153,7 @@ fn tenant<T>(request: &Request<T>) -> Result<String, Status> {
 macro_rules! forward {
     ($self:ident, $request:ident, $method:ident, |$tenant:ident, $r:ident| $to_business:expr, $to_api:path) => {{
         let ($tenant, budget) = (tenant(&$request)?, $self.budget(&$request));
+        tracing::Span::current().record("tenant", $tenant.as_str());
         $self.policy.tenant_limits.check(&$tenant)?;
         let $r = $request.into_inner();
         let message = $to_business;

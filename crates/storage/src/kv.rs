@@ -46,6 +46,9 @@ impl KvService {
         work: impl Future<Output = Result<T, KvError>>,
     ) -> Result<Response<T>, Status> {
         let budget = anatomy_runtime::deadline::budget(metadata, self.default_timeout);
+        let span = tracing::Span::current();
+        span.record("shard", self.node.shard().id);
+        span.record("raft.term", self.node.raft.metrics().borrow().current_term);
         match tokio::time::timeout(budget, work).await {
             Ok(result) => Ok(Response::new(result?)),
             Err(_) => Err(KvError::Unavailable(format!(

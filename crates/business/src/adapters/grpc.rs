@@ -54,13 +54,41 @@ impl<S, C> LedgerService<S, C> {
         }
     }
 
-    fn deadline<T>(&self, request: &Request<T>) -> Deadline {
+    /// The call's deadline; also names the tenant on the call's span.
+    fn deadline<T: Tenanted>(&self, request: &Request<T>) -> Deadline {
+        tracing::Span::current().record("tenant", request.get_ref().tenant());
         Deadline::after(anatomy_runtime::deadline::budget(
             request.metadata(),
             self.default_timeout,
         ))
     }
 }
+
+/// Requests that carry the tenant they act for.
+trait Tenanted {
+    fn tenant(&self) -> &str;
+}
+
+macro_rules! tenanted {
+    ($($t:ty),*) => {
+        $(impl Tenanted for $t {
+            fn tenant(&self) -> &str {
+                &self.tenant
+            }
+        })*
+    };
+}
+
+tenanted!(
+    pb::CloseAccountRequest,
+    pb::CreateAccountRequest,
+    pb::GetAccountRequest,
+    pb::GetTransferRequest,
+    pb::ListAccountsRequest,
+    pb::ListEntriesRequest,
+    pb::MoveMoneyRequest,
+    pb::TransferRequest
+);
 
 fn key(tenant: &str, account_id: &str) -> Result<AccountKey, DomainError> {
     Ok(AccountKey {

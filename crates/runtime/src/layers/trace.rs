@@ -8,7 +8,8 @@
 //! The parent comes from the W3C `traceparent` header the client layer
 //! (`propagate`) wrote. Attributes follow OpenTelemetry's RPC semantic
 //! conventions: `rpc.system`, `rpc.service`, `rpc.method`,
-//! `rpc.grpc.status_code`.
+//! `rpc.grpc.status_code`; the services add `tenant` (gateway, business),
+//! `shard` and `raft.term` (storage) to the span they run in.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -85,6 +86,10 @@ fn server_span<B>(request: &http::Request<B>) -> Span {
         rpc.grpc.status_code = field::Empty,
         trace_id = field::Empty,
         span_id = field::Empty,
+        // Recorded by the services where they apply.
+        tenant = field::Empty,
+        shard = field::Empty,
+        raft.term = field::Empty,
     );
     let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.extract(&HeaderExtractor(request.headers()))
