@@ -111,6 +111,7 @@ impl Gateway {
             }
             metrics::counter!("gateway_retries_total", "reason" => "unreachable").increment(1);
             attempt += 1;
+            tracing::info!(retry = attempt, error = %status.message(), "no business replica answered; retrying");
             let pause =
                 Duration::from_millis(20 << attempt.min(5)).mul_f64(rand::rng().random::<f64>());
             tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
