@@ -29,6 +29,14 @@ cleanup() {
   # shellcheck disable=SC2046
   docker unpause $(compose ps -q 2>/dev/null) >/dev/null 2>&1 || true
   compose --profile tools down --volumes --remove-orphans --timeout 5 >>"$LOG" 2>&1 || true
+  # Docker 20.10 sometimes keeps a stale endpoint on a network after the
+  # partition step, so `down` cannot remove it; try again network by
+  # network, and say so if the daemon still refuses (the next run reuses it).
+  local net
+  for net in $(docker network ls -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT"); do
+    docker network rm "$net" >>"$LOG" 2>&1 ||
+      printf '  note: docker kept network %s (a stale endpoint; a dockerd restart clears it)\n' "$net" >&2
+  done
 }
 trap cleanup EXIT
 : >"$LOG"
