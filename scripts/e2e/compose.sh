@@ -32,7 +32,11 @@ cleanup() {
   # Docker 20.10 sometimes keeps a stale endpoint on a network after the
   # partition step, so `down` cannot remove it; try again network by
   # network, and say so if the daemon still refuses (the next run reuses it).
-  local net
+  # (v1 stops at that error, before the volumes: remove them here too.)
+  local net vol
+  for vol in $(docker volume ls -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT"); do
+    docker volume rm "$vol" >>"$LOG" 2>&1 || true
+  done
   for net in $(docker network ls -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT"); do
     docker network rm "$net" >>"$LOG" 2>&1 ||
       printf '  note: docker kept network %s (a stale endpoint; a dockerd restart clears it)\n' "$net" >&2
