@@ -23,6 +23,17 @@ grpcurl --version 2>&1 | head -1
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 
+# The test clusters listen on ports 50000-59999, inside Linux's ephemeral
+# range: an outgoing connection (Raft peers dialling each other while a
+# cluster starts) can take such a port just before a server binds it.
+# Reserve the range for listeners where we may (root, as in CI).
+RESERVED=/proc/sys/net/ipv4/ip_local_reserved_ports
+if [[ -w $RESERVED ]] && ! grep -q '50000-59999' "$RESERVED"; then
+  current=$(<"$RESERVED")
+  echo "${current:+$current,}50000-59999" >"$RESERVED" &&
+    echo "reserved ports 50000-59999 for the test clusters' listeners ($RESERVED)"
+fi
+
 section "format"
 cargo fmt --all -- --check
 

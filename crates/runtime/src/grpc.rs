@@ -2,6 +2,8 @@
 //! shape: which method it is (from the path) and how it ended (from the
 //! `grpc-status` header).
 
+use std::sync::Arc;
+
 use tonic::Code;
 
 /// `/package.Service/Method` split into its parts.
@@ -28,6 +30,17 @@ impl GrpcPath {
                 method: path.to_owned(),
             },
         }
+    }
+
+    /// The request's path, parsed once: the outermost layer (RED) stores it
+    /// in the request's extensions, the layers below take it from there.
+    pub fn of<B>(request: &mut http::Request<B>) -> Arc<Self> {
+        if let Some(path) = request.extensions().get::<Arc<Self>>() {
+            return path.clone();
+        }
+        let path = Arc::new(Self::parse(request.uri().path()));
+        request.extensions_mut().insert(path.clone());
+        path
     }
 
     /// Whether this is infrastructure (health, reflection) rather than an API call.

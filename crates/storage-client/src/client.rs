@@ -280,7 +280,7 @@ impl StorageClient {
                 }
                 Fault::Other if retryable(status.code()) => {
                     metrics::counter!("storage_client_retries_total",
-                        "shard" => shard.spec.id.to_string(), "reason" => code_label(status.code()))
+                        "shard" => shard.spec.id.to_string(), "reason" => anatomy_runtime::grpc::code_name(status.code()))
                     .increment(1);
                     shard.leader.store(NO_LEADER, Ordering::Relaxed);
                     target = (target + 1) % replicas;
@@ -325,11 +325,6 @@ fn retryable(code: Code) -> bool {
             | Code::Unknown
             | Code::Aborted
     )
-}
-
-/// A gRPC code as metrics label it.
-fn code_label(code: Code) -> &'static str {
-    anatomy_runtime::grpc::code_name(code)
 }
 
 fn with_timeout<T>(message: T, timeout: Duration) -> tonic::Request<T> {

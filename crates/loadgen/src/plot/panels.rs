@@ -16,11 +16,7 @@ where
 {
     let all = d.p50.iter().chain(&d.p90).chain(&d.p99).chain(&d.max);
     let y = log_range(all.map(|p| p.1));
-    let mut chart = ChartBuilder::on(area)
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0.0..d.seconds, y.clone().log_scale())?;
+    let mut chart = chart_on(area, 64).build_cartesian_2d(0.0..d.seconds, y.clone().log_scale())?;
     chart
         .configure_mesh()
         .x_desc("seconds")
@@ -75,11 +71,7 @@ where
         .chain(&d.failed);
     // Room above the lines for the legend.
     let y = linear_range(all.map(|p| p.1 * 1.4));
-    let mut chart = ChartBuilder::on(area)
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0.0..d.seconds, y)?;
+    let mut chart = chart_on(area, 64).build_cartesian_2d(0.0..d.seconds, y)?;
     chart
         .configure_mesh()
         .x_desc("seconds")
@@ -124,11 +116,7 @@ where
     let points = || curves.iter().flat_map(|c| c.points.iter());
     let x = linear_range(points().map(|p| p.offered));
     let y = linear_range(points().flat_map(|p| [p.offered, p.throughput, p.goodput]));
-    let mut chart = ChartBuilder::on(area)
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(70)
-        .build_cartesian_2d(x.clone(), y)?;
+    let mut chart = chart_on(area, 70).build_cartesian_2d(x.clone(), y)?;
     chart
         .configure_mesh()
         .x_desc("offered load, requests/s")
@@ -183,11 +171,7 @@ where
     let points = || curves.iter().flat_map(|c| c.points.iter());
     let x = linear_range(points().map(|p| p.offered));
     let y = log_range(points().flat_map(|p| [p.p50_ms, p.p99_ms]));
-    let mut chart = ChartBuilder::on(area)
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(70)
-        .build_cartesian_2d(x, y.log_scale())?;
+    let mut chart = chart_on(area, 70).build_cartesian_2d(x, y.log_scale())?;
     chart
         .configure_mesh()
         .x_desc("offered load, requests/s")

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use anyhow::bail;
 
-use plotters::coord::CoordTranslate;
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 
 pub(super) static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
@@ -94,6 +94,20 @@ pub(super) fn legend_style(
 /// A wide, light line, for a series another one is often drawn over.
 pub(super) fn underlay(c: RGBColor) -> ShapeStyle {
     c.mix(0.45).stroke_width(5)
+}
+
+/// A chart builder with the margins every panel uses; `y_labels` is the
+/// width left for the y axis' labels.
+pub(super) fn chart_on<'a, 'b, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    y_labels: u32,
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(y_labels);
+    builder
 }
 
 /// The legend box every panel draws, in its corner.

@@ -19,6 +19,7 @@ use tonic::Status;
 use tower::{Layer, Service};
 
 use crate::deadline::parse_grpc_timeout;
+use crate::layers::refusal::Refusal;
 
 /// Below this much time left, no call is worth starting.
 pub const MIN_BUDGET: Duration = Duration::from_millis(1);
@@ -75,20 +76,17 @@ where
             .and_then(parse_grpc_timeout);
         match sent {
             Some(budget) if budget < MIN_BUDGET => ResponseFuture::Expired {
-                response: Some(
-                    Status::deadline_exceeded(format!(
-                        "the caller's deadline had passed on arrival ({budget:?} left); not started"
-                    ))
-                    .into_http(),
-                ),
+                refusal: Refusal::new(Status::deadline_exceeded(format!(
+                    "the caller's deadline had passed on arrival ({budget:?} left); not started"
+                ))),
             },
-            Some(_) => ResponseFuture::Running {
-                inner: tokio::time::timeout(Duration::MAX, self.inner.call(request)),
-                budget: None,
+            // tonic enforces a deadline the caller sent.
+            Some(_) => ResponseFuture::CallersDeadline {
+                inner: self.inner.call(request),
             },
-            None => ResponseFuture::Running {
+            None => ResponseFuture::DefaultDeadline {
                 inner: tokio::time::timeout(self.default, self.inner.call(request)),
-                budget: Some(self.default),
+                budget: self.default,
             },
         }
     }
@@ -98,8 +96,9 @@ pin_project! {
     /// The call under its deadline, or the refusal.
     #[project = Proj]
     pub enum ResponseFuture<F, RB> {
-        Running { #[pin] inner: Timeout<F>, budget: Option<Duration> },
-        Expired { response: Option<http::Response<RB>> },
+        CallersDeadline { #[pin] inner: F },
+        DefaultDeadline { #[pin] inner: Timeout<F>, budget: Duration },
+        Expired { refusal: Refusal<RB> },
     }
 }
 
@@ -112,19 +111,16 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            Proj::Running { inner, budget } => match ready!(inner.poll(cx)) {
+            Proj::CallersDeadline { inner } => inner.poll(cx),
+            Proj::DefaultDeadline { inner, budget } => match ready!(inner.poll(cx)) {
                 Ok(result) => Poll::Ready(result),
                 Err(_) => Poll::Ready(Ok(Status::deadline_exceeded(format!(
-                    "no answer within the server's default deadline of {:?} \
-                     (send grpc-timeout to choose your own)",
-                    budget.unwrap_or_default()
+                    "no answer within the server's default deadline of {budget:?} \
+                     (send grpc-timeout to choose your own)"
                 ))
                 .into_http())),
             },
-            Proj::Expired { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
-                None => Poll::Pending,
-            },
+            Proj::Expired { refusal } => refusal.poll_take(),
         }
     }
 }

@@ -11,5 +11,6 @@ pub mod breaker;
 pub mod deadline;
 pub mod propagate;
 pub mod red;
+pub mod refusal;
 pub mod shed;
 pub mod trace;

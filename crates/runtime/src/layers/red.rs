@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use metrics::{counter, gauge, histogram};
@@ -48,8 +49,8 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let call = CallRecord::start(GrpcPath::parse(request.uri().path()));
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let call = CallRecord::start(GrpcPath::of(&mut request));
         ResponseFuture {
             inner: self.inner.call(request),
             call: Some(call),
@@ -90,13 +91,13 @@ where
 /// it counts as `Canceled`.
 #[derive(Debug)]
 struct CallRecord {
-    path: GrpcPath,
+    path: Arc<GrpcPath>,
     started: Instant,
     finished: bool,
 }
 
 impl CallRecord {
-    fn start(path: GrpcPath) -> Self {
+    fn start(path: Arc<GrpcPath>) -> Self {
         counter!("grpc_server_started_total",
             "grpc_service" => path.service.clone(), "grpc_method" => path.method.clone())
         .increment(1);

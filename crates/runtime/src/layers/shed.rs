@@ -22,6 +22,7 @@ use tonic::Status;
 use tower::{Layer, Service};
 
 use crate::grpc::GrpcPath;
+use crate::layers::refusal::Refusal;
 
 /// Sheds calls beyond `max_in_flight` (0: never sheds).
 #[derive(Debug, Clone)]
@@ -73,18 +74,19 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let Some(permits) = &self.permits else {
             return ResponseFuture::admitted(self.inner.call(request), None);
         };
-        let path = GrpcPath::parse(request.uri().path());
+        let path = GrpcPath::of(&mut request);
         if path.is_infrastructure() {
             return ResponseFuture::admitted(self.inner.call(request), None);
         }
         match permits.clone().try_acquire_owned() {
             Ok(permit) => ResponseFuture::admitted(self.inner.call(request), Some(permit)),
             Err(_) => {
-                counter!("grpc_server_shed_total", "grpc_service" => path.service).increment(1);
+                counter!("grpc_server_shed_total", "grpc_service" => path.service.clone())
+                    .increment(1);
                 ResponseFuture::shed(Status::resource_exhausted(format!(
                     "overloaded: {} calls in flight, the most this server takes; \
                      retry with backoff (or another replica)",
@@ -100,7 +102,7 @@ pin_project! {
     #[project = Proj]
     pub enum ResponseFuture<F, RB> {
         Admitted { #[pin] inner: F, permit: Option<OwnedSemaphorePermit> },
-        Shed { response: Option<http::Response<RB>> },
+        Shed { refusal: Refusal<RB> },
     }
 }
 
@@ -114,7 +116,7 @@ impl<F, RB> ResponseFuture<F, RB> {
         RB: Default,
     {
         Self::Shed {
-            response: Some(status.into_http()),
+            refusal: Refusal::new(status),
         }
     }
 }
@@ -130,10 +132,7 @@ where
             // The permit is released when this future is dropped: the
             // response head is out, the work is done.
             Proj::Admitted { inner, .. } => inner.poll(cx),
-            Proj::Shed { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
-                None => Poll::Pending,
-            },
+            Proj::Shed { refusal } => refusal.poll_take(),
         }
     }
 }

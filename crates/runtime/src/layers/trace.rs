@@ -57,8 +57,8 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let span = server_span(&request);
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let span = server_span(&mut request);
         let inner = span.in_scope(|| self.inner.call(request));
         ResponseFuture {
             inner: inner.instrument(span.clone()),
@@ -69,8 +69,8 @@ where
 
 /// The span for one call, parented on the caller's context, with
 /// `trace_id` recorded so that log lines carry it.
-fn server_span<B>(request: &http::Request<B>) -> Span {
-    let path = GrpcPath::parse(request.uri().path());
+fn server_span<B>(request: &mut http::Request<B>) -> Span {
+    let path = GrpcPath::of(request);
     // Health probes and reflection would drown the real calls.
     if path.is_infrastructure() {
         return Span::none();
