@@ -14,8 +14,10 @@
 //!
 //! The memo: the same set of linearized operations with the same register
 //! state leads to the same futures, so each (set, state) pair is explored
-//! once. The cost is exponential in how many operations are concurrent
-//! on one key, not in the history's length.
+//! once (sets are keyed compactly: see `Placed`). The cost is exponential
+//! in how many operations are concurrent on one key, not in the history's
+//! length. Operations of unknown outcome are only placed right before
+//! someone sees their value (see `Now::then`).
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::Instant;
