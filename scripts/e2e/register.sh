@@ -5,9 +5,10 @@
 # runs 10 clients that read, write and compare-and-set 8 contended keys
 # straight through storage-client, recording every operation (Jepsen's
 # history format). `loadgen check` must find the history linearizable
-# (exit 0). The checker must also reject a doctored copy — one read
-# changed to a value nobody wrote — naming the key (exit 1), and refuse a
-# broken file (exit 2).
+# (exit 0). The checker must also reject doctored copies — one read
+# changed to a value nobody wrote, another to a value already overwritten
+# before the read began — naming the key and the read (exit 1), and refuse
+# a broken file (exit 2).
 #
 #   scripts/e2e/register.sh [--duration 12]   (env REGISTER_DURATION)
 set -euo pipefail
@@ -73,6 +74,45 @@ PY
 check_exit 1 "the doctored history" "$DOCTORED"
 expect_output "key \"$KEY\" is not linearizable" "the checker names key $KEY"
 expect_output 'read -> -1' "the evidence shows the doctored read"
+
+step "a read doctored to see an overwritten value (a stale read) is caught"
+STALE="$ANATOMY_DIR/stale.jsonl"
+read -r KEY VALUE < <(python3 - "$HISTORY" "$STALE" <<'PY'
+import json, sys
+events = [json.loads(l) for l in open(sys.argv[1])]
+invoked, done = {}, {}   # process -> index of its open invocation
+writes = {}              # key -> [(value, invoked at, completed at)] of ok writes and cas
+choice = None
+for i, e in enumerate(events):
+    if e["type"] == "invoke":
+        invoked[e["process"]] = i
+        continue
+    start = invoked.pop(e["process"])
+    if e["type"] != "ok":
+        continue
+    if e["f"] in ("write", "cas"):
+        new = e["value"] if e["f"] == "write" else e["value"][1]
+        writes.setdefault(e["key"], []).append((new, start, i))
+    elif e["f"] == "read":
+        # Two writes in sequence, both done before this read began: reading
+        # the first one's value is stale.
+        done_before = [w for w in writes.get(e["key"], []) if w[2] < start]
+        for b in reversed(done_before):
+            older = [a for a in done_before if a[2] < b[1] and a[0] != e["value"]]
+            if older:
+                choice = (i, older[-1][0])
+                break
+assert choice, "no read to doctor"
+i, stale = choice
+events[i]["value"] = stale
+with open(sys.argv[2], "w") as out:
+    out.writelines(json.dumps(e, separators=(",", ":")) + "\n" for e in events)
+print(events[i]["key"], stale)
+PY
+)
+check_exit 1 "the stale-read history" "$STALE"
+expect_output "key \"$KEY\" is not linearizable" "the checker names key $KEY"
+expect_output "read -> $VALUE " "the evidence shows the stale read of $VALUE"
 
 step "a broken history is refused"
 BROKEN="$ANATOMY_DIR/broken.jsonl"
