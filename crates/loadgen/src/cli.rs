@@ -14,6 +14,8 @@ use crate::targets::storage::Op;
 /// latency from each request's scheduled time), and reports throughput,
 /// goodput and latency percentiles from HDR histograms, per run and per
 /// second, as a table, JSON lines and CSV; `loadgen plot` draws charts.
+/// `loadgen register` records a history of concurrent register operations
+/// on storage, and `loadgen check` decides whether it is linearizable.
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version, after_help = EXAMPLES)]
 pub struct Cli {
