@@ -9,12 +9,12 @@ use anatomy_proto::storage::v1 as pb;
 use futures::future::join_all;
 use storage_client::{StorageClient, StorageError};
 
-use super::records::{
+use super::codec::{
     ACCOUNT_TABLE, ENTRY_TABLE, PENDING_TABLE, decode, decode_account, decode_entry, encode,
     entry_key, location, pending_of,
 };
 use crate::app::ports::{AccountPage, Change, PendingTransfers, Write};
-use crate::app::{Commit, Deadline, Record, RecordKey, Store, StoreError, Versioned};
+use crate::app::{Commit, Record, RecordKey, Store, StoreError, TimeBudget, Versioned};
 use crate::domain::{AccountId, AccountKey, Entry, RequestId, TenantId, TransferId};
 
 /// The ledger's records in the storage service.
@@ -85,7 +85,7 @@ impl Store for StorageStore {
     async fn read(
         &self,
         keys: Vec<RecordKey>,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> Result<Vec<Option<Versioned<Record>>>, StoreError> {
         let Some(first) = keys.first() else {
             return Ok(vec![]);
@@ -109,7 +109,7 @@ impl Store for StorageStore {
             .collect();
         let answers = self
             .client
-            .read(&main, items, deadline.remaining())
+            .read(&main, items, budget.remaining())
             .await
             .map_err(unavailable)?;
         if answers.len() != keys.len() {
@@ -133,8 +133,8 @@ impl Store for StorageStore {
             .collect()
     }
 
-    async fn commit(&self, change: Change, deadline: Deadline) -> Result<Commit, StoreError> {
-        let Some(first) = change.expect.first().map(|(k, _)| k).or_else(|| {
+    async fn commit(&self, change: Change, budget: TimeBudget) -> Result<Commit, StoreError> {
+        let Some(first) = change.conditions.first().map(|(k, _)| k).or_else(|| {
             change.writes.first().map(|w| match w {
                 Write::Put(k, _) | Write::Delete(k) => k,
             })
@@ -144,7 +144,7 @@ impl Store for StorageStore {
         let main = partition(first);
         let shard = self.shard_of(&main);
         let mut conditions = Vec::new();
-        for (key, version) in &change.expect {
+        for (key, version) in &change.conditions {
             let p = partition(key);
             if self.shard_of(&p) != shard {
                 return Err(StoreError::NotColocated(format!("{main} and {p}")));
@@ -177,7 +177,7 @@ impl Store for StorageStore {
         }
         let response = self
             .client
-            .write(&main, conditions, mutations, deadline.remaining())
+            .write(&main, conditions, mutations, budget.remaining())
             .await
             .map_err(unavailable)?;
         Ok(if response.applied {
@@ -196,7 +196,7 @@ impl Store for StorageStore {
         tenant: &TenantId,
         after: Option<&AccountId>,
         limit: usize,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> Result<AccountPage, StoreError> {
         let prefix = format!("{tenant}/");
         let request = pb::ScanRequest {
@@ -209,7 +209,7 @@ impl Store for StorageStore {
             limit: u32::try_from(limit).unwrap_or(u32::MAX),
             ..Default::default()
         };
-        let (answers, missing_shards) = self.scan_all(request, deadline.remaining()).await;
+        let (answers, missing_shards) = self.scan_all(request, budget.remaining()).await;
         if answers.is_empty() && !missing_shards.is_empty() {
             return Err(StoreError::Unavailable(
                 "no storage shard could list accounts".into(),
@@ -238,7 +238,7 @@ impl Store for StorageStore {
         key: &AccountKey,
         before: Option<u64>,
         limit: usize,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> Result<(Vec<Entry>, bool), StoreError> {
         let partition = key.partition();
         let request = pb::ScanRequest {
@@ -254,7 +254,7 @@ impl Store for StorageStore {
         };
         let answer = self
             .client
-            .scan(0, request, deadline.remaining())
+            .scan(0, request, budget.remaining())
             .await
             .map_err(unavailable)?;
         let entries = answer
@@ -265,7 +265,7 @@ impl Store for StorageStore {
         Ok((entries, answer.more))
     }
 
-    async fn has_pending(&self, key: &AccountKey, deadline: Deadline) -> Result<bool, StoreError> {
+    async fn has_pending(&self, key: &AccountKey, budget: TimeBudget) -> Result<bool, StoreError> {
         let request = pb::ScanRequest {
             table: PENDING_TABLE.into(),
             scope: Some(pb::scan_request::Scope::Partition(key.partition())),
@@ -274,7 +274,7 @@ impl Store for StorageStore {
         };
         let answer = self
             .client
-            .scan(0, request, deadline.remaining())
+            .scan(0, request, budget.remaining())
             .await
             .map_err(unavailable)?;
         Ok(!answer.items.is_empty())
@@ -283,7 +283,7 @@ impl Store for StorageStore {
     async fn list_pending(
         &self,
         limit: usize,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> Result<PendingTransfers, StoreError> {
         let request = pb::ScanRequest {
             table: PENDING_TABLE.into(),
@@ -291,7 +291,7 @@ impl Store for StorageStore {
             limit: u32::try_from(limit).unwrap_or(u32::MAX),
             ..Default::default()
         };
-        let (answers, missing_shards) = self.scan_all(request, deadline.remaining()).await;
+        let (answers, missing_shards) = self.scan_all(request, budget.remaining()).await;
         let mut transfers = Vec::new();
         for item in answers.into_iter().flat_map(|a| a.items) {
             let pending = (|| {

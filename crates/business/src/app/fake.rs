@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::ports::{AccountPage, Change, PendingTransfers, Write};
-use super::{Commit, Deadline, Record, RecordKey, Store, StoreError, Versioned};
+use super::{Commit, Record, RecordKey, Store, StoreError, TimeBudget, Versioned};
 use crate::domain::{AccountId, AccountKey, Entry, TenantId};
 
 /// Accounts whose id starts with a letter up to `m` live on shard 0, the
@@ -79,7 +79,7 @@ impl Store for FakeStore {
     async fn read(
         &self,
         keys: Vec<RecordKey>,
-        _: Deadline,
+        _: TimeBudget,
     ) -> Result<Vec<Option<Versioned<Record>>>, StoreError> {
         let owners: Vec<AccountKey> = keys.iter().map(RecordKey::owner).collect();
         if owners.windows(2).any(|w| w[0] != w[1]) {
@@ -97,9 +97,9 @@ impl Store for FakeStore {
             .collect())
     }
 
-    async fn commit(&self, change: Change, _: Deadline) -> Result<Commit, StoreError> {
+    async fn commit(&self, change: Change, _: TimeBudget) -> Result<Commit, StoreError> {
         let keys = change
-            .expect
+            .conditions
             .iter()
             .map(|(k, _)| k)
             .chain(change.writes.iter().map(|w| match w {
@@ -115,7 +115,7 @@ impl Store for FakeStore {
             return Ok(Commit::Conflict);
         }
         let mut records = self.records.lock().expect("lock");
-        for (key, version) in &change.expect {
+        for (key, version) in &change.conditions {
             if records.get(key).map_or(0, |(_, v)| *v) != *version {
                 return Ok(Commit::Conflict);
             }
@@ -153,7 +153,7 @@ impl Store for FakeStore {
         tenant: &TenantId,
         after: Option<&AccountId>,
         limit: usize,
-        _: Deadline,
+        _: TimeBudget,
     ) -> Result<AccountPage, StoreError> {
         let mut accounts: Vec<_> = self
             .all()
@@ -179,7 +179,7 @@ impl Store for FakeStore {
         key: &AccountKey,
         before: Option<u64>,
         limit: usize,
-        _: Deadline,
+        _: TimeBudget,
     ) -> Result<(Vec<Entry>, bool), StoreError> {
         let mut entries: Vec<Entry> = self
             .all()
@@ -199,14 +199,14 @@ impl Store for FakeStore {
         Ok((entries, more))
     }
 
-    async fn has_pending(&self, key: &AccountKey, _: Deadline) -> Result<bool, StoreError> {
+    async fn has_pending(&self, key: &AccountKey, _: TimeBudget) -> Result<bool, StoreError> {
         Ok(self
             .all()
             .iter()
             .any(|(k, _)| matches!(k, RecordKey::Pending(..)) && &k.owner() == key))
     }
 
-    async fn list_pending(&self, _: usize, _: Deadline) -> Result<PendingTransfers, StoreError> {
+    async fn list_pending(&self, _: usize, _: TimeBudget) -> Result<PendingTransfers, StoreError> {
         let transfers = self
             .all()
             .into_iter()

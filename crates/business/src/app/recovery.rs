@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Ledger;
-use super::ports::{Clock, Deadline, Store};
+use super::ports::{Clock, Store, TimeBudget};
 
 /// How the worker paces itself.
 #[derive(Debug, Clone, Copy)]
@@ -36,7 +36,7 @@ pub async fn run<S: Store, C: Clock>(
             _ = ticks.tick() => {}
         }
         match ledger
-            .recover_pending(config.older_than, Deadline::after(config.pass_budget))
+            .recover_pending(config.older_than, TimeBudget::after(config.pass_budget))
             .await
         {
             Ok(r) if r.found > 0 || r.missing_shards > 0 => {

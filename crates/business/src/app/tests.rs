@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use super::fake::FakeStore;
-use super::ports::{Clock, Deadline, Record, RecordKey};
+use super::ports::{Clock, Record, RecordKey, TimeBudget};
 use super::{Ledger, MoveMoney, TransferCmd};
 use crate::domain::{
     AccountId, AccountKey, AccountStatus, Amount, DomainError, Inbound, RequestId, TenantId,
@@ -48,8 +48,8 @@ fn amount(n: i64) -> Amount {
     Amount::parse(n).expect("amount")
 }
 
-fn soon() -> Deadline {
-    Deadline::after(Duration::from_secs(5))
+fn soon() -> TimeBudget {
+    TimeBudget::after(Duration::from_secs(5))
 }
 
 fn money(account: &str, r: &str, n: i64) -> MoveMoney {

@@ -28,8 +28,8 @@
 use std::time::{Duration, SystemTime};
 
 use super::ledger::{Ledger, not_found};
-use super::ports::{Change, Clock, Commit, Deadline, Record, RecordKey, Store};
-use super::records::{self, split};
+use super::ports::{Change, Clock, Commit, Record, RecordKey, Store, TimeBudget};
+use super::typed_reads::{self, split};
 use crate::domain::receipt::transfer_fingerprint;
 use crate::domain::{
     Account, AccountId, AccountKey, Amount, Cause, DomainError, Inbound, Outcome, PendingMark,
@@ -70,7 +70,7 @@ impl<S: Store, C: Clock> Ledger<S, C> {
     pub async fn transfer(
         &self,
         cmd: TransferCmd,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> Result<Transfer, DomainError> {
         if cmd.from == cmd.to {
             return Err(DomainError::SelfTransfer);
@@ -88,8 +88,8 @@ impl<S: Store, C: Clock> Ledger<S, C> {
                 RecordKey::Receipt(from.clone(), cmd.request_id.clone()),
                 RecordKey::Transfer(cmd.tenant.clone(), id.clone()),
             ];
-            let [account, receipt, existing] = split(self.store.read(reads, deadline).await?)?;
-            if let Some(receipt) = records::receipt(receipt)?
+            let [account, receipt, existing] = split(self.store.read(reads, budget).await?)?;
+            if let Some(receipt) = typed_reads::receipt(receipt)?
                 && receipt.value.fingerprint != fp
             {
                 return Err(DomainError::RequestIdReused {
@@ -97,16 +97,16 @@ impl<S: Store, C: Clock> Ledger<S, C> {
                     previous: receipt.value.fingerprint,
                 });
             }
-            if let Some(existing) = records::transfer(existing)? {
-                return self.drive(&cmd.tenant, existing.value, deadline).await;
+            if let Some(existing) = typed_reads::transfer(existing)? {
+                return self.drive(&cmd.tenant, existing.value, budget).await;
             }
-            let source = records::account(account)?.ok_or_else(|| not_found(&from))?;
+            let source = typed_reads::account(account)?.ok_or_else(|| not_found(&from))?;
             let [destination] = split(
                 self.store
-                    .read(vec![RecordKey::Account(to.clone())], deadline)
+                    .read(vec![RecordKey::Account(to.clone())], budget)
                     .await?,
             )?;
-            let destination = records::account(destination)?.ok_or_else(|| not_found(&to))?;
+            let destination = typed_reads::account(destination)?.ok_or_else(|| not_found(&to))?;
             destination.value.ensure_open()?;
             let now = self.clock.now();
             let (debited, debit) = source
@@ -126,9 +126,9 @@ impl<S: Store, C: Clock> Ledger<S, C> {
                 outcome: Outcome::Transfer(id.clone()),
             };
             let begin = Change::default()
-                .expect(RecordKey::Account(from.clone()), source.version)
-                .expect(RecordKey::Receipt(from.clone(), cmd.request_id.clone()), 0)
-                .expect(RecordKey::Transfer(cmd.tenant.clone(), id.clone()), 0)
+                .if_version(RecordKey::Account(from.clone()), source.version)
+                .if_version(RecordKey::Receipt(from.clone(), cmd.request_id.clone()), 0)
+                .if_version(RecordKey::Transfer(cmd.tenant.clone(), id.clone()), 0)
                 .put(RecordKey::Account(from.clone()), Record::Account(debited))
                 .put(
                     RecordKey::Entry(from.clone(), debit.sequence),
@@ -152,7 +152,7 @@ impl<S: Store, C: Clock> Ledger<S, C> {
                     RecordKey::Transfer(cmd.tenant.clone(), id.clone()),
                     Record::Transfer(done.clone()),
                 );
-                match self.store.commit(commit, deadline).await? {
+                match self.store.commit(commit, budget).await? {
                     Commit::Done => return Ok(done),
                     Commit::Conflict => continue,
                 }
@@ -166,8 +166,8 @@ impl<S: Store, C: Clock> Ledger<S, C> {
                     RecordKey::Pending(cmd.tenant.clone(), id.clone()),
                     Record::Pending(PendingMark { since: now }),
                 );
-            match self.store.commit(begin, deadline).await? {
-                Commit::Done => return self.drive(&cmd.tenant, transfer, deadline).await,
+            match self.store.commit(begin, budget).await? {
+                Commit::Done => return self.drive(&cmd.tenant, transfer, budget).await,
                 Commit::Conflict => continue,
             }
         }
@@ -190,8 +190,8 @@ impl<S: Store, C: Clock> Ledger<S, C> {
         let (credited, entry) =
             destination.deposit(transfer.amount, Cause::transfer(&transfer.id), now)?;
         Ok(change
-            .expect(RecordKey::Account(to.clone()), version)
-            .expect(RecordKey::Inbound(to.clone(), transfer.id.clone()), 0)
+            .if_version(RecordKey::Account(to.clone()), version)
+            .if_version(RecordKey::Inbound(to.clone(), transfer.id.clone()), 0)
             .put(RecordKey::Account(to.clone()), Record::Account(credited))
             .put(
                 RecordKey::Entry(to.clone(), entry.sequence),
@@ -208,44 +208,44 @@ impl<S: Store, C: Clock> Ledger<S, C> {
         &self,
         tenant: TenantId,
         id: TransferId,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> Result<Transfer, DomainError> {
         let [slot] = split(
             self.store
-                .read(vec![RecordKey::Transfer(tenant, id.clone())], deadline)
+                .read(vec![RecordKey::Transfer(tenant, id.clone())], budget)
                 .await?,
         )?;
-        records::transfer(slot)?
+        typed_reads::transfer(slot)?
             .map(|v| v.value)
             .ok_or_else(|| DomainError::TransferNotFound {
                 transfer_id: id.to_string(),
             })
     }
 
-    /// Runs the saga's steps until the transfer ends or the deadline passes.
+    /// Runs the saga's steps until the transfer ends or its budget is spent.
     pub async fn drive(
         &self,
         tenant: &TenantId,
         mut transfer: Transfer,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> Result<Transfer, DomainError> {
         // Each step either ends the transfer or moves it on; conflicts with
         // other executors cost a re-read. Bounded, in case of a livelock.
         for _ in 0..self.max_attempts * 4 {
-            if transfer.is_done() || deadline.passed() {
+            if transfer.is_done() || budget.is_spent() {
                 return Ok(transfer);
             }
             if !self.step_pause.is_zero() {
-                tokio::time::sleep(self.step_pause.min(deadline.remaining())).await;
+                tokio::time::sleep(self.step_pause.min(budget.remaining())).await;
             }
-            match self.step(tenant, &transfer, deadline).await {
+            match self.step(tenant, &transfer, budget).await {
                 Ok(()) => {}
                 // The debit is durable and the worker will finish: report PENDING.
                 Err(DomainError::Unavailable(_)) => return Ok(transfer),
                 Err(e) => return Err(e),
             }
             transfer = self
-                .get_transfer(tenant.clone(), transfer.id.clone(), deadline)
+                .get_transfer(tenant.clone(), transfer.id.clone(), budget)
                 .await?;
         }
         Ok(transfer)
@@ -256,18 +256,18 @@ impl<S: Store, C: Clock> Ledger<S, C> {
         &self,
         tenant: &TenantId,
         transfer: &Transfer,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> Result<(), DomainError> {
         let to = key(tenant, &transfer.to);
         let reads = vec![
             RecordKey::Inbound(to.clone(), transfer.id.clone()),
             RecordKey::Account(to.clone()),
         ];
-        let [inbound, destination] = split(self.store.read(reads, deadline).await?)?;
+        let [inbound, destination] = split(self.store.read(reads, budget).await?)?;
         let now = self.clock.now();
-        match records::inbound(inbound)?.map(|v| v.value) {
+        match typed_reads::inbound(inbound)?.map(|v| v.value) {
             None => {
-                let destination = records::account(destination)?;
+                let destination = typed_reads::account(destination)?;
                 let decision = match &destination {
                     Some(d) => d.value.ensure_open().and_then(|()| {
                         self.credit(Change::default(), &to, &d.value, d.version, transfer, now)
@@ -276,7 +276,7 @@ impl<S: Store, C: Clock> Ledger<S, C> {
                 };
                 let change = decision.unwrap_or_else(|reason| {
                     Change::default()
-                        .expect(RecordKey::Inbound(to.clone(), transfer.id.clone()), 0)
+                        .if_version(RecordKey::Inbound(to.clone(), transfer.id.clone()), 0)
                         .put(
                             RecordKey::Inbound(to.clone(), transfer.id.clone()),
                             Record::Inbound(Inbound::Rejected {
@@ -284,20 +284,15 @@ impl<S: Store, C: Clock> Ledger<S, C> {
                             }),
                         )
                 });
-                self.store.commit(change, deadline).await?;
+                self.store.commit(change, budget).await?;
             }
             Some(Inbound::Credited) => {
-                self.end(tenant, transfer, TransferStatus::Completed, deadline)
+                self.end(tenant, transfer, TransferStatus::Completed, budget)
                     .await?;
             }
             Some(Inbound::Rejected { reason }) => {
-                self.end(
-                    tenant,
-                    transfer,
-                    TransferStatus::Failed { reason },
-                    deadline,
-                )
-                .await?;
+                self.end(tenant, transfer, TransferStatus::Failed { reason }, budget)
+                    .await?;
             }
         }
         Ok(())
@@ -309,13 +304,13 @@ impl<S: Store, C: Clock> Ledger<S, C> {
         tenant: &TenantId,
         transfer: &Transfer,
         status: TransferStatus,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> Result<(), DomainError> {
         let from = key(tenant, transfer.from());
         let transfer_key = RecordKey::Transfer(tenant.clone(), transfer.id.clone());
         let reads = vec![transfer_key.clone(), RecordKey::Account(from.clone())];
-        let [current, source] = split(self.store.read(reads, deadline).await?)?;
-        let Some(current) = records::transfer(current)? else {
+        let [current, source] = split(self.store.read(reads, budget).await?)?;
+        let Some(current) = typed_reads::transfer(current)? else {
             return Err(DomainError::Internal(format!(
                 "transfer {} vanished",
                 transfer.id
@@ -327,35 +322,35 @@ impl<S: Store, C: Clock> Ledger<S, C> {
         let now = self.clock.now();
         let refund = matches!(status, TransferStatus::Failed { .. });
         let mut change = Change::default()
-            .expect(transfer_key.clone(), current.version)
+            .if_version(transfer_key.clone(), current.version)
             .put(
                 transfer_key,
                 Record::Transfer(current.value.with_status(status, now)),
             )
             .delete(RecordKey::Pending(tenant.clone(), transfer.id.clone()));
         if refund {
-            let source = records::account(source)?.ok_or_else(|| not_found(&from))?;
+            let source = typed_reads::account(source)?.ok_or_else(|| not_found(&from))?;
             let (refunded, entry) =
                 source
                     .value
                     .booked(transfer.amount.get(), Cause::transfer(&transfer.id), now)?;
             change = change
-                .expect(RecordKey::Account(from.clone()), source.version)
+                .if_version(RecordKey::Account(from.clone()), source.version)
                 .put(RecordKey::Account(from.clone()), Record::Account(refunded))
                 .put(RecordKey::Entry(from, entry.sequence), Record::Entry(entry));
         }
-        self.store.commit(change, deadline).await?;
+        self.store.commit(change, budget).await?;
         Ok(())
     }
 
     /// One recovery pass: drives every transfer pending for longer than
-    /// `older_than` to its end (within `deadline`).
+    /// `older_than` to its end (within `budget`).
     pub async fn recover_pending(
         &self,
         older_than: Duration,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> Result<Recovered, DomainError> {
-        let pending = self.store.list_pending(1000, deadline).await?;
+        let pending = self.store.list_pending(1000, budget).await?;
         let cutoff = self
             .clock
             .now()
@@ -366,16 +361,16 @@ impl<S: Store, C: Clock> Ledger<S, C> {
             ..Recovered::default()
         };
         for (tenant, id, mark) in pending.transfers {
-            if mark.since > cutoff || deadline.passed() {
+            if mark.since > cutoff || budget.is_spent() {
                 continue;
             }
             report.found += 1;
-            let transfer = match self.get_transfer(tenant.clone(), id, deadline).await {
+            let transfer = match self.get_transfer(tenant.clone(), id, budget).await {
                 Ok(t) => t,
                 Err(DomainError::TransferNotFound { .. }) => continue,
                 Err(e) => return Err(e),
             };
-            if self.drive(&tenant, transfer, deadline).await?.is_done() {
+            if self.drive(&tenant, transfer, budget).await?.is_done() {
                 report.ended += 1;
             }
         }

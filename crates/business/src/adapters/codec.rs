@@ -1,6 +1,7 @@
-//! How domain records are stored: one storage table per kind, JSON values,
-//! so that a value read with `grpcurl ... Kv/Read` is readable
-//! (base64-decode it). The domain never sees these types.
+//! The storage codec: where each domain record lives (table and key) and
+//! how it is encoded — one storage table per kind, JSON values, so that a
+//! value read with `grpcurl ... Kv/Read` is readable (base64-decode it).
+//! The domain never sees these types.
 //!
 //! | record | partition | table | key |
 //! |---|---|---|---|
