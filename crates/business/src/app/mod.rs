@@ -7,6 +7,7 @@ pub mod ledger;
 pub mod paging;
 pub mod ports;
 pub mod recovery;
+pub mod saga;
 
 #[cfg(test)]
 mod tests;

@@ -24,16 +24,20 @@
 //! a while — their executor crashed, or gave up — and runs the same steps.
 //! Several executors at once are safe: every step is conditional on the
 //! versions it read, and on conflict re-reads and continues from there.
+//!
+//! What each step decides is a pure function in `saga.rs`; this file reads,
+//! asks it, and commits.
 
 use std::time::{Duration, SystemTime};
 
 use super::ledger::{Ledger, not_found};
-use super::ports::{Change, Clock, Commit, Record, RecordKey, Store, TimeBudget};
+use super::ports::{Clock, Commit, RecordKey, Store, TimeBudget, Versioned};
+use super::saga::{self, Begin, key};
 use super::typed_reads::{self, split};
 use crate::domain::receipt::transfer_fingerprint;
 use crate::domain::{
-    Account, AccountId, AccountKey, Amount, Cause, DomainError, Inbound, Outcome, PendingMark,
-    Receipt, RequestId, TenantId, Transfer, TransferId, TransferStatus,
+    Account, AccountId, AccountKey, Amount, DomainError, Inbound, Receipt, RequestId, TenantId,
+    Transfer, TransferId,
 };
 
 /// A transfer request.
@@ -44,6 +48,16 @@ pub struct TransferCmd {
     pub from: AccountId,
     pub to: AccountId,
     pub amount: Amount,
+}
+
+impl TransferCmd {
+    /// The id of the transfer this request starts.
+    pub fn transfer_id(&self) -> TransferId {
+        TransferId {
+            from: self.from.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
 }
 
 /// What a recovery pass did.
@@ -57,16 +71,16 @@ pub struct Recovered {
     pub missing_shards: usize,
 }
 
-fn key(tenant: &TenantId, account: &AccountId) -> AccountKey {
-    AccountKey {
-        tenant: tenant.clone(),
-        account: account.clone(),
-    }
+/// What a Transfer reads in the source account's partition.
+struct SourceView {
+    account: Option<Versioned<Account>>,
+    receipt: Option<Versioned<Receipt>>,
+    transfer: Option<Versioned<Transfer>>,
 }
 
 impl<S: Store, C: Clock> Ledger<S, C> {
     /// Moves money; returns the transfer COMPLETED, FAILED, or PENDING if
-    /// the deadline ran out first.
+    /// the budget ran out first.
     pub async fn transfer(
         &self,
         cmd: TransferCmd,
@@ -75,100 +89,30 @@ impl<S: Store, C: Clock> Ledger<S, C> {
         if cmd.from == cmd.to {
             return Err(DomainError::SelfTransfer);
         }
-        let id = TransferId {
-            from: cmd.from.clone(),
-            request_id: cmd.request_id.clone(),
-        };
         let from = key(&cmd.tenant, &cmd.from);
         let to = key(&cmd.tenant, &cmd.to);
-        let fp = transfer_fingerprint(&from, &cmd.to, cmd.amount);
+        let fingerprint = transfer_fingerprint(&from, &cmd.to, cmd.amount);
         for _ in 0..self.max_attempts {
-            let reads = vec![
-                RecordKey::Account(from.clone()),
-                RecordKey::Receipt(from.clone(), cmd.request_id.clone()),
-                RecordKey::Transfer(cmd.tenant.clone(), id.clone()),
-            ];
-            let [account, receipt, existing] = split(self.store.read(reads, budget).await?)?;
-            if let Some(receipt) = typed_reads::receipt(receipt)?
-                && receipt.value.fingerprint != fp
-            {
-                return Err(DomainError::RequestIdReused {
-                    request_id: cmd.request_id.to_string(),
-                    previous: receipt.value.fingerprint,
-                });
-            }
-            if let Some(existing) = typed_reads::transfer(existing)? {
+            let seen = self.read_source(&cmd, budget).await?;
+            saga::check_replay(seen.receipt.as_ref().map(|r| &r.value), &fingerprint)?;
+            if let Some(existing) = seen.transfer {
                 return self.drive(&cmd.tenant, existing.value, budget).await;
             }
-            let source = typed_reads::account(account)?.ok_or_else(|| not_found(&from))?;
-            let [destination] = split(
-                self.store
-                    .read(vec![RecordKey::Account(to.clone())], budget)
-                    .await?,
-            )?;
-            let destination = typed_reads::account(destination)?.ok_or_else(|| not_found(&to))?;
-            destination.value.ensure_open()?;
-            let now = self.clock.now();
-            let (debited, debit) = source
-                .value
-                .withdraw(cmd.amount, Cause::transfer(&id), now)?;
-            let transfer = Transfer {
-                id: id.clone(),
-                to: cmd.to.clone(),
-                amount: cmd.amount,
-                status: TransferStatus::Pending,
-                created_at: now,
-                updated_at: now,
-            };
-            let receipt = Receipt {
-                request_id: cmd.request_id.clone(),
-                fingerprint: fp.clone(),
-                outcome: Outcome::Transfer(id.clone()),
-            };
-            let begin = Change::default()
-                .if_version(RecordKey::Account(from.clone()), source.version)
-                .if_version(RecordKey::Receipt(from.clone(), cmd.request_id.clone()), 0)
-                .if_version(RecordKey::Transfer(cmd.tenant.clone(), id.clone()), 0)
-                .put(RecordKey::Account(from.clone()), Record::Account(debited))
-                .put(
-                    RecordKey::Entry(from.clone(), debit.sequence),
-                    Record::Entry(debit),
-                )
-                .put(
-                    RecordKey::Receipt(from.clone(), cmd.request_id.clone()),
-                    Record::Receipt(receipt),
-                );
-            if self.store.colocated(&from, &to) {
-                let done = transfer.with_status(TransferStatus::Completed, now);
-                let commit = self.credit(
-                    begin,
-                    &to,
-                    &destination.value,
-                    destination.version,
-                    &done,
-                    now,
-                )?;
-                let commit = commit.put(
-                    RecordKey::Transfer(cmd.tenant.clone(), id.clone()),
-                    Record::Transfer(done.clone()),
-                );
-                match self.store.commit(commit, budget).await? {
-                    Commit::Done => return Ok(done),
-                    Commit::Conflict => continue,
-                }
-            }
-            let begin = begin
-                .put(
-                    RecordKey::Transfer(cmd.tenant.clone(), id.clone()),
-                    Record::Transfer(transfer.clone()),
-                )
-                .put(
-                    RecordKey::Pending(cmd.tenant.clone(), id.clone()),
-                    Record::Pending(PendingMark { since: now }),
-                );
-            match self.store.commit(begin, budget).await? {
-                Commit::Done => return self.drive(&cmd.tenant, transfer, budget).await,
+            let source = seen.account.ok_or_else(|| not_found(&from))?;
+            let destination = self.read_account(&to, budget).await?;
+            let destination = destination.ok_or_else(|| not_found(&to))?;
+            let begun = saga::begin(Begin {
+                cmd: &cmd,
+                fingerprint: &fingerprint,
+                source: &source,
+                destination: &destination,
+                colocated: self.store.colocated(&from, &to),
+                now: self.clock.now(),
+            })?;
+            match self.store.commit(begun.change, budget).await? {
                 Commit::Conflict => continue,
+                Commit::Done if begun.transfer.is_done() => return Ok(begun.transfer),
+                Commit::Done => return self.drive(&cmd.tenant, begun.transfer, budget).await,
             }
         }
         Err(DomainError::Contention {
@@ -177,30 +121,38 @@ impl<S: Store, C: Clock> Ledger<S, C> {
         })
     }
 
-    /// Adds to `change` the credit of `to` and its inbound mark.
-    fn credit(
+    /// The source account, the request's receipt and the transfer, in one read.
+    async fn read_source(
         &self,
-        change: Change,
-        to: &AccountKey,
-        destination: &Account,
-        version: u64,
-        transfer: &Transfer,
-        now: SystemTime,
-    ) -> Result<Change, DomainError> {
-        let (credited, entry) =
-            destination.deposit(transfer.amount, Cause::transfer(&transfer.id), now)?;
-        Ok(change
-            .if_version(RecordKey::Account(to.clone()), version)
-            .if_version(RecordKey::Inbound(to.clone(), transfer.id.clone()), 0)
-            .put(RecordKey::Account(to.clone()), Record::Account(credited))
-            .put(
-                RecordKey::Entry(to.clone(), entry.sequence),
-                Record::Entry(entry),
-            )
-            .put(
-                RecordKey::Inbound(to.clone(), transfer.id.clone()),
-                Record::Inbound(Inbound::Credited),
-            ))
+        cmd: &TransferCmd,
+        budget: TimeBudget,
+    ) -> Result<SourceView, DomainError> {
+        let from = key(&cmd.tenant, &cmd.from);
+        let reads = vec![
+            RecordKey::Account(from.clone()),
+            RecordKey::Receipt(from, cmd.request_id.clone()),
+            RecordKey::Transfer(cmd.tenant.clone(), cmd.transfer_id()),
+        ];
+        let [account, receipt, transfer] = split(self.store.read(reads, budget).await?)?;
+        Ok(SourceView {
+            account: typed_reads::account(account)?,
+            receipt: typed_reads::receipt(receipt)?,
+            transfer: typed_reads::transfer(transfer)?,
+        })
+    }
+
+    /// An account and its version, if it exists.
+    async fn read_account(
+        &self,
+        key: &AccountKey,
+        budget: TimeBudget,
+    ) -> Result<Option<Versioned<Account>>, DomainError> {
+        let [slot] = split(
+            self.store
+                .read(vec![RecordKey::Account(key.clone())], budget)
+                .await?,
+        )?;
+        typed_reads::account(slot)
     }
 
     /// Reads a transfer.
@@ -251,7 +203,8 @@ impl<S: Store, C: Clock> Ledger<S, C> {
         Ok(transfer)
     }
 
-    /// One step forward for a pending transfer.
+    /// One step forward for a pending transfer: the destination decides
+    /// (step 2), or the source ends it as the destination decided (step 3).
     async fn step(
         &self,
         tenant: &TenantId,
@@ -264,37 +217,12 @@ impl<S: Store, C: Clock> Ledger<S, C> {
             RecordKey::Account(to.clone()),
         ];
         let [inbound, destination] = split(self.store.read(reads, budget).await?)?;
-        let now = self.clock.now();
-        match typed_reads::inbound(inbound)?.map(|v| v.value) {
-            None => {
-                let destination = typed_reads::account(destination)?;
-                let decision = match &destination {
-                    Some(d) => d.value.ensure_open().and_then(|()| {
-                        self.credit(Change::default(), &to, &d.value, d.version, transfer, now)
-                    }),
-                    None => Err(not_found(&to)),
-                };
-                let change = decision.unwrap_or_else(|reason| {
-                    Change::default()
-                        .if_version(RecordKey::Inbound(to.clone(), transfer.id.clone()), 0)
-                        .put(
-                            RecordKey::Inbound(to.clone(), transfer.id.clone()),
-                            Record::Inbound(Inbound::Rejected {
-                                reason: reason.to_string(),
-                            }),
-                        )
-                });
-                self.store.commit(change, budget).await?;
-            }
-            Some(Inbound::Credited) => {
-                self.end(tenant, transfer, TransferStatus::Completed, budget)
-                    .await?;
-            }
-            Some(Inbound::Rejected { reason }) => {
-                self.end(tenant, transfer, TransferStatus::Failed { reason }, budget)
-                    .await?;
-            }
+        if let Some(decided) = typed_reads::inbound(inbound)? {
+            return self.end(tenant, transfer, &decided.value, budget).await;
         }
+        let destination = typed_reads::account(destination)?;
+        let change = saga::decide(&to, transfer, destination.as_ref(), self.clock.now());
+        self.store.commit(change, budget).await?;
         Ok(())
     }
 
@@ -303,43 +231,22 @@ impl<S: Store, C: Clock> Ledger<S, C> {
         &self,
         tenant: &TenantId,
         transfer: &Transfer,
-        status: TransferStatus,
+        decision: &Inbound,
         budget: TimeBudget,
     ) -> Result<(), DomainError> {
         let from = key(tenant, transfer.from());
-        let transfer_key = RecordKey::Transfer(tenant.clone(), transfer.id.clone());
-        let reads = vec![transfer_key.clone(), RecordKey::Account(from.clone())];
+        let reads = vec![
+            RecordKey::Transfer(tenant.clone(), transfer.id.clone()),
+            RecordKey::Account(from),
+        ];
         let [current, source] = split(self.store.read(reads, budget).await?)?;
-        let Some(current) = typed_reads::transfer(current)? else {
-            return Err(DomainError::Internal(format!(
-                "transfer {} vanished",
-                transfer.id
-            )));
-        };
-        if current.value.is_done() {
-            return Ok(());
-        }
+        let current = typed_reads::transfer(current)?
+            .ok_or_else(|| DomainError::Internal(format!("transfer {} vanished", transfer.id)))?;
+        let source = typed_reads::account(source)?;
         let now = self.clock.now();
-        let refund = matches!(status, TransferStatus::Failed { .. });
-        let mut change = Change::default()
-            .if_version(transfer_key.clone(), current.version)
-            .put(
-                transfer_key,
-                Record::Transfer(current.value.with_status(status, now)),
-            )
-            .delete(RecordKey::Pending(tenant.clone(), transfer.id.clone()));
-        if refund {
-            let source = typed_reads::account(source)?.ok_or_else(|| not_found(&from))?;
-            let (refunded, entry) =
-                source
-                    .value
-                    .booked(transfer.amount.get(), Cause::transfer(&transfer.id), now)?;
-            change = change
-                .if_version(RecordKey::Account(from.clone()), source.version)
-                .put(RecordKey::Account(from.clone()), Record::Account(refunded))
-                .put(RecordKey::Entry(from, entry.sequence), Record::Entry(entry));
+        if let Some(change) = saga::end(tenant, &current, source.as_ref(), decision, now)? {
+            self.store.commit(change, budget).await?;
         }
-        self.store.commit(change, budget).await?;
         Ok(())
     }
 
