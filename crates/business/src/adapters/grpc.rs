@@ -26,6 +26,7 @@ impl From<DomainError> for Status {
             }
             DomainError::AccountExists { .. } => Code::AlreadyExists,
             DomainError::InsufficientFunds { .. }
+            | DomainError::BalanceCeiling { .. }
             | DomainError::AccountClosed { .. }
             | DomainError::AccountNotEmpty { .. }
             | DomainError::TransfersInFlight { .. }

@@ -13,7 +13,7 @@ use super::codec::{
     ACCOUNT_TABLE, ENTRY_TABLE, PENDING_TABLE, decode, decode_account, decode_entry, encode,
     entry_key, location, pending_of,
 };
-use crate::app::ports::{AccountPage, Change, PendingTransfers, Write};
+use crate::app::ports::{AccountPage, Change, PendingTransfer, Write};
 use crate::app::{Commit, Record, RecordKey, Store, StoreError, TimeBudget, Versioned};
 use crate::domain::{AccountId, AccountKey, Entry, RequestId, TenantId, TransferId};
 
@@ -60,6 +60,31 @@ impl StorageStore {
         }
         (found, missing)
     }
+}
+
+/// A pending mark as scanned: the transfer it names and the mark.
+fn pending_transfer(item: &pb::Item) -> Result<PendingTransfer, StoreError> {
+    let named = (|| {
+        let (tenant, from) = item.partition.split_once('/')?;
+        let tenant = TenantId::parse(tenant).ok()?;
+        let from = AccountId::parse(from).ok()?;
+        let request_id = RequestId::parse(std::str::from_utf8(&item.key).ok()?).ok()?;
+        Some((tenant, TransferId { from, request_id }))
+    })();
+    let Some((tenant, id)) = named else {
+        return Err(StoreError::Corrupt(format!(
+            "pending mark under {:?}",
+            item.partition
+        )));
+    };
+    Ok(PendingTransfer {
+        tenant,
+        id,
+        mark: Versioned {
+            value: pending_of(&item.value)?,
+            version: item.version,
+        },
+    })
 }
 
 fn unavailable(e: StorageError) -> StoreError {
@@ -280,38 +305,36 @@ impl Store for StorageStore {
         Ok(!answer.items.is_empty())
     }
 
+    fn shards(&self) -> Vec<u32> {
+        self.client.map().shards.iter().map(|s| s.id).collect()
+    }
+
     async fn list_pending(
         &self,
+        shard: u32,
         limit: usize,
         budget: TimeBudget,
-    ) -> Result<PendingTransfers, StoreError> {
+    ) -> Result<Vec<PendingTransfer>, StoreError> {
         let request = pb::ScanRequest {
             table: PENDING_TABLE.into(),
             scope: Some(pb::scan_request::Scope::PartitionPrefix(String::new())),
             limit: u32::try_from(limit).unwrap_or(u32::MAX),
             ..Default::default()
         };
-        let (answers, missing_shards) = self.scan_all(request, budget.remaining()).await;
-        let mut transfers = Vec::new();
-        for item in answers.into_iter().flat_map(|a| a.items) {
-            let pending = (|| {
-                let (tenant, from) = item.partition.split_once('/')?;
-                let tenant = TenantId::parse(tenant).ok()?;
-                let from = AccountId::parse(from).ok()?;
-                let request_id = RequestId::parse(std::str::from_utf8(&item.key).ok()?).ok()?;
-                Some((tenant, TransferId { from, request_id }))
-            })();
-            let Some((tenant, id)) = pending else {
-                return Err(StoreError::Corrupt(format!(
-                    "pending mark under {:?}",
-                    item.partition
-                )));
-            };
-            transfers.push((tenant, id, pending_of(&item.value)?));
-        }
-        Ok(PendingTransfers {
-            transfers,
-            missing_shards,
-        })
+        let answer = self
+            .client
+            .scan(shard, request, budget.remaining())
+            .await
+            .map_err(unavailable)?;
+        // One unreadable mark must not hide the others from recovery.
+        Ok(answer
+            .items
+            .iter()
+            .filter_map(|item| {
+                pending_transfer(item)
+                    .inspect_err(|e| tracing::error!(shard, error = %e, "pending mark left out"))
+                    .ok()
+            })
+            .collect())
     }
 }

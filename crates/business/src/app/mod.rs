@@ -7,6 +7,7 @@ pub mod ledger;
 pub mod paging;
 pub mod ports;
 pub mod recovery;
+pub mod recovery_worker;
 pub mod saga;
 
 #[cfg(test)]
@@ -19,4 +20,5 @@ pub use ledger::{AccountList, EntryList, Ledger, MoveMoney};
 pub use ports::{
     Change, Clock, Commit, Record, RecordKey, Store, StoreError, TimeBudget, Versioned,
 };
-pub use transfers::{Recovered, TransferCmd};
+pub use recovery::{Recovered, RecoveryConfig};
+pub use transfers::TransferCmd;

@@ -119,11 +119,12 @@ pub struct AccountPage {
     pub missing_shards: Vec<u32>,
 }
 
-/// Transfers still in flight, from every shard that answered.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PendingTransfers {
-    pub transfers: Vec<(TenantId, TransferId, PendingMark)>,
-    pub missing_shards: Vec<u32>,
+/// A transfer still in flight, as its pending mark shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingTransfer {
+    pub tenant: TenantId,
+    pub id: TransferId,
+    pub mark: Versioned<PendingMark>,
 }
 
 /// Storage failed.
@@ -192,12 +193,16 @@ pub trait Store: Send + Sync + 'static {
         budget: TimeBudget,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Transfers in flight, across every shard (up to `limit` per shard).
+    /// The storage shards, to list what is in flight on each.
+    fn shards(&self) -> Vec<u32>;
+
+    /// Up to `limit` transfers in flight from accounts on `shard`.
     fn list_pending(
         &self,
+        shard: u32,
         limit: usize,
         budget: TimeBudget,
-    ) -> impl Future<Output = Result<PendingTransfers, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<PendingTransfer>, StoreError>> + Send;
 }
 
 /// Wall-clock time, for timestamps.

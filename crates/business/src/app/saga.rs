@@ -70,9 +70,16 @@ pub fn begin(b: Begin<'_>) -> Result<Begun, DomainError> {
     destination.value.ensure_open()?;
     let id = cmd.transfer_id();
     let from = key(&cmd.tenant, &cmd.from);
-    let (debited, debit) = source
-        .value
-        .withdraw(cmd.amount, Cause::transfer(&id), now)?;
+    // Across shards the money stays in flight (counted against the
+    // source's ceiling) until the transfer ends; on one shard it arrives in
+    // the same change.
+    let (debited, debit) = if colocated {
+        source
+            .value
+            .withdraw(cmd.amount, Cause::transfer(&id), now)?
+    } else {
+        source.value.send(cmd.amount, Cause::transfer(&id), now)?
+    };
     let pending = Transfer {
         id: id.clone(),
         to: cmd.to.clone(),
@@ -109,7 +116,7 @@ pub fn begin(b: Begin<'_>) -> Result<Begun, DomainError> {
         .put(transfer_key, Record::Transfer(pending.clone()))
         .put(
             RecordKey::Pending(cmd.tenant.clone(), id),
-            Record::Pending(PendingMark { since: now }),
+            Record::Pending(PendingMark::new(now)),
         );
     Ok(Begun {
         change,
@@ -176,8 +183,8 @@ fn reject(to: &AccountKey, id: &TransferId, reason: &DomainError) -> Change {
 
 /// Step 3, on the source's shard, once the destination decided: mark the
 /// transfer COMPLETED (Credited), or refund the source and mark it FAILED
-/// (Rejected); the pending mark goes either way. None when the transfer
-/// has ended already.
+/// (Rejected); either way the money is no longer in flight and the pending
+/// mark goes. None when the transfer has ended already.
 pub fn end(
     tenant: &TenantId,
     current: &Versioned<Transfer>,
@@ -190,34 +197,39 @@ pub fn end(
     }
     let transfer = &current.value;
     let id = &transfer.id;
-    let status = match decision {
-        Inbound::Credited => TransferStatus::Completed,
-        Inbound::Rejected { reason } => TransferStatus::Failed {
-            reason: reason.clone(),
-        },
+    let from = key(tenant, transfer.from());
+    let source = source.ok_or_else(|| DomainError::AccountNotFound {
+        account_id: from.account.to_string(),
+    })?;
+    let (status, settled, refund) = match decision {
+        Inbound::Credited => (
+            TransferStatus::Completed,
+            source.value.delivered(transfer.amount, now),
+            None,
+        ),
+        Inbound::Rejected { reason } => {
+            let (refunded, entry) =
+                source
+                    .value
+                    .refund(transfer.amount, Cause::transfer(id), now)?;
+            let status = TransferStatus::Failed {
+                reason: reason.clone(),
+            };
+            (status, refunded, Some(entry))
+        }
     };
-    let refund = matches!(status, TransferStatus::Failed { .. });
     let transfer_key = RecordKey::Transfer(tenant.clone(), id.clone());
     let mut change = Change::default()
         .if_version(transfer_key.clone(), current.version)
+        .if_version(RecordKey::Account(from.clone()), source.version)
         .put(
             transfer_key,
             Record::Transfer(transfer.with_status(status, now)),
         )
+        .put(RecordKey::Account(from.clone()), Record::Account(settled))
         .delete(RecordKey::Pending(tenant.clone(), id.clone()));
-    if refund {
-        let from = key(tenant, transfer.from());
-        let source = source.ok_or_else(|| DomainError::AccountNotFound {
-            account_id: from.account.to_string(),
-        })?;
-        let (refunded, entry) =
-            source
-                .value
-                .booked(transfer.amount.get(), Cause::transfer(id), now)?;
-        change = change
-            .if_version(RecordKey::Account(from.clone()), source.version)
-            .put(RecordKey::Account(from.clone()), Record::Account(refunded))
-            .put(RecordKey::Entry(from, entry.sequence), Record::Entry(entry));
+    if let Some(entry) = refund {
+        change = change.put(RecordKey::Entry(from, entry.sequence), Record::Entry(entry));
     }
     Ok(Some(change))
 }
@@ -282,7 +294,12 @@ mod tests {
     fn across_shards_begin_debits_and_leaves_the_transfer_pending() {
         let b = begun(40, false).expect("begin");
         assert_eq!(b.transfer.status, TransferStatus::Pending);
-        assert_eq!(put_account(&b.change, "alice").map(|a| a.balance), Some(60));
+        let alice = put_account(&b.change, "alice").expect("debited");
+        assert_eq!(
+            (alice.balance, alice.in_flight_out),
+            (60, 40),
+            "40 in flight"
+        );
         assert_eq!(put_account(&b.change, "zoe"), None, "no credit yet");
         assert!(puts_pending(&b.change), "the recovery worker's to-do mark");
         assert!(
@@ -298,6 +315,11 @@ mod tests {
         let b = begun(40, true).expect("begin");
         assert_eq!(b.transfer.status, TransferStatus::Completed);
         assert_eq!(put_account(&b.change, "zoe").map(|a| a.balance), Some(40));
+        assert_eq!(
+            put_account(&b.change, "alice").map(|a| a.in_flight_out),
+            Some(0),
+            "nothing in flight on one shard"
+        );
         assert!(!puts_pending(&b.change));
     }
 
@@ -377,22 +399,21 @@ mod tests {
             value: t.clone(),
             version: 9,
         };
-        let source = account("alice", 60, 8);
+        let mut source = account("alice", 60, 8);
+        source.value.in_flight_out = 40;
         let done = end(&tenant(), &current, Some(&source), &Inbound::Credited, NOW)
             .expect("end")
             .expect("a change");
-        assert_eq!(
-            put_account(&done, "alice"),
-            None,
-            "completion moves no money"
-        );
+        let delivered = put_account(&done, "alice").expect("no longer in flight");
+        assert_eq!((delivered.balance, delivered.in_flight_out), (60, 0));
         let rejected = Inbound::Rejected {
             reason: "closed".into(),
         };
         let failed = end(&tenant(), &current, Some(&source), &rejected, NOW)
             .expect("end")
             .expect("a change");
-        assert_eq!(put_account(&failed, "alice").map(|a| a.balance), Some(100));
+        let refunded = put_account(&failed, "alice").expect("refunded");
+        assert_eq!((refunded.balance, refunded.in_flight_out), (100, 0));
         for change in [&done, &failed] {
             assert!(
                 change
@@ -410,5 +431,25 @@ mod tests {
             Ok(None),
             "nothing to do once it ended"
         );
+    }
+
+    #[test]
+    fn a_refund_fits_even_when_the_source_was_filled_up_meanwhile() {
+        let t = begun(40, false).expect("begin").transfer;
+        let current = Versioned {
+            value: t,
+            version: 9,
+        };
+        // The most a deposit could bring it to while 40 were in flight.
+        let mut full = account("alice", i64::MAX - 40, 8);
+        full.value.in_flight_out = 40;
+        let rejected = Inbound::Rejected {
+            reason: "the destination is full".into(),
+        };
+        let failed = end(&tenant(), &current, Some(&full), &rejected, NOW)
+            .expect("a refund cannot fail")
+            .expect("a change");
+        let refunded = put_account(&failed, "alice").expect("refunded");
+        assert_eq!((refunded.balance, refunded.in_flight_out), (i64::MAX, 0));
     }
 }

@@ -28,8 +28,6 @@
 //! What each step decides is a pure function in `saga.rs`; this file reads,
 //! asks it, and commits.
 
-use std::time::{Duration, SystemTime};
-
 use super::ledger::{Ledger, not_found};
 use super::ports::{Clock, Commit, RecordKey, Store, TimeBudget, Versioned};
 use super::saga::{self, Begin, key};
@@ -60,15 +58,13 @@ impl TransferCmd {
     }
 }
 
-/// What a recovery pass did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Recovered {
-    /// Pending transfers old enough to take over.
-    pub found: usize,
-    /// Of those, the ones that ended.
-    pub ended: usize,
-    /// Shards that could not be scanned.
-    pub missing_shards: usize,
+/// Where driving a transfer got to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Driven {
+    /// As last read.
+    pub transfer: Transfer,
+    /// Why storage stopped it, if it did.
+    pub unavailable: Option<String>,
 }
 
 /// What a Transfer reads in the source account's partition.
@@ -174,33 +170,53 @@ impl<S: Store, C: Clock> Ledger<S, C> {
             })
     }
 
-    /// Runs the saga's steps until the transfer ends or its budget is spent.
+    /// Runs the saga's steps until the transfer ends or its budget is spent;
+    /// storage trouble leaves it PENDING (the debit is durable and the
+    /// recovery worker will finish it).
     pub async fn drive(
+        &self,
+        tenant: &TenantId,
+        transfer: Transfer,
+        budget: TimeBudget,
+    ) -> Result<Transfer, DomainError> {
+        Ok(self.run_steps(tenant, transfer, budget).await?.transfer)
+    }
+
+    /// Runs the saga's steps until the transfer ends, its budget is spent,
+    /// or storage is unavailable (which the answer says).
+    pub(super) async fn run_steps(
         &self,
         tenant: &TenantId,
         mut transfer: Transfer,
         budget: TimeBudget,
-    ) -> Result<Transfer, DomainError> {
+    ) -> Result<Driven, DomainError> {
         // Each step either ends the transfer or moves it on; conflicts with
         // other executors cost a re-read. Bounded, in case of a livelock.
         for _ in 0..self.max_attempts * 4 {
             if transfer.is_done() || budget.is_spent() {
-                return Ok(transfer);
+                break;
             }
             if !self.step_pause.is_zero() {
                 tokio::time::sleep(self.step_pause.min(budget.remaining())).await;
             }
             match self.step(tenant, &transfer, budget).await {
                 Ok(()) => {}
-                // The debit is durable and the worker will finish: report PENDING.
-                Err(DomainError::Unavailable(_)) => return Ok(transfer),
+                Err(DomainError::Unavailable(why)) => {
+                    return Ok(Driven {
+                        transfer,
+                        unavailable: Some(why),
+                    });
+                }
                 Err(e) => return Err(e),
             }
             transfer = self
                 .get_transfer(tenant.clone(), transfer.id.clone(), budget)
                 .await?;
         }
-        Ok(transfer)
+        Ok(Driven {
+            transfer,
+            unavailable: None,
+        })
     }
 
     /// One step forward for a pending transfer: the destination decides
@@ -248,39 +264,5 @@ impl<S: Store, C: Clock> Ledger<S, C> {
             self.store.commit(change, budget).await?;
         }
         Ok(())
-    }
-
-    /// One recovery pass: drives every transfer pending for longer than
-    /// `older_than` to its end (within `budget`).
-    pub async fn recover_pending(
-        &self,
-        older_than: Duration,
-        budget: TimeBudget,
-    ) -> Result<Recovered, DomainError> {
-        let pending = self.store.list_pending(1000, budget).await?;
-        let cutoff = self
-            .clock
-            .now()
-            .checked_sub(older_than)
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        let mut report = Recovered {
-            missing_shards: pending.missing_shards.len(),
-            ..Recovered::default()
-        };
-        for (tenant, id, mark) in pending.transfers {
-            if mark.since > cutoff || budget.is_spent() {
-                continue;
-            }
-            report.found += 1;
-            let transfer = match self.get_transfer(tenant.clone(), id, budget).await {
-                Ok(t) => t,
-                Err(DomainError::TransferNotFound { .. }) => continue,
-                Err(e) => return Err(e),
-            };
-            if self.drive(&tenant, transfer, budget).await?.is_done() {
-                report.ended += 1;
-            }
-        }
-        Ok(report)
     }
 }
