@@ -22,10 +22,10 @@ use crate::domain::DomainError;
 /// Pending marks read per shard and listing.
 pub(super) const LIST_LIMIT: usize = 1000;
 
-/// How the worker paces itself.
+/// How recovery paces itself.
 #[derive(Debug, Clone, Copy)]
 pub struct RecoveryConfig {
-    /// Time between passes.
+    /// Time between the worker's ticks (each lists the shards again).
     pub every: Duration,
     /// A transfer pending for less than this is left to its executor.
     pub older_than: Duration,
@@ -74,7 +74,7 @@ impl Recovered {
 }
 
 /// How long to leave a transfer alone after its `failures`-th failed
-/// recovery: twice the pass interval, doubling per failure, at most `max`.
+/// recovery: twice the tick interval, doubling per failure, at most `max`.
 pub fn retry_delay(failures: u32, every: Duration, max: Duration) -> Duration {
     let factor = 1u32 << failures.min(16);
     every.saturating_mul(factor).min(max)

@@ -6,22 +6,24 @@
 //! Across shards there is no atomic change, so the transfer is a saga of
 //! steps, each an atomic change on one shard, each safe to repeat:
 //!
-//! 1. **Begin** (source shard): debit the source, write the transfer
-//!    PENDING, a pending mark and the receipt.
+//! 1. **Begin** (source shard): debit the source (the money is now in
+//!    flight, counted against its ceiling), write the transfer PENDING, a
+//!    pending mark and the receipt.
 //! 2. **Decide** (destination shard): credit the destination and write the
-//!    inbound mark `Credited` — or, if the destination can never take the
-//!    money (gone, closed), write the inbound mark `Rejected`. Both are
+//!    inbound mark `Credited` — or, if the destination cannot take the
+//!    money (gone, closed, at its ceiling), write the inbound mark `Rejected`. Both are
 //!    written only where no inbound mark exists, so whichever executor gets
 //!    there first decides, and a transfer is never both credited and
 //!    refunded.
 //! 3. **End** (source shard): on `Credited`, mark the transfer COMPLETED; on
-//!    `Rejected`, refund the source and mark it FAILED. Either way the
-//!    pending mark goes.
+//!    `Rejected`, refund the source (which always fits: see
+//!    `domain::account`) and mark it FAILED. Either way the money is no
+//!    longer in flight and the pending mark goes.
 //!
 //! The caller's Transfer runs the steps until the transfer ends or its
 //! deadline runs out (then it answers PENDING). A recovery worker in every
-//! business replica (`recover_pending`) finds transfers still pending after
-//! a while — their executor crashed, or gave up — and runs the same steps.
+//! business replica (`recovery.rs`) finds transfers still pending after a
+//! while — their executor crashed, or gave up — and runs the same steps.
 //! Several executors at once are safe: every step is conditional on the
 //! versions it read, and on conflict re-reads and continues from there.
 //!
