@@ -21,8 +21,9 @@ use tokio::net::TcpListener;
 use crate::adapters::grpc::LedgerService;
 use crate::adapters::storage::StorageStore;
 use crate::app::Ledger;
+use crate::app::RecoveryConfig;
 use crate::app::ports::SystemClock;
-use crate::app::recovery::{self, RecoveryConfig};
+use crate::app::recovery_worker;
 use crate::config::BusinessArgs;
 
 /// The health service name readiness is reported under (and "").
@@ -82,9 +83,15 @@ pub async fn serve(
     let worker = RecoveryConfig {
         every: args.recovery_interval,
         older_than: args.recovery_after,
-        pass_budget: args.request_timeout,
+        transfer_budget: args.request_timeout,
+        concurrency: args.recovery_concurrency,
+        max_backoff: args.recovery_max_backoff,
     };
-    tokio::spawn(recovery::run(ledger.clone(), worker, shutdown.wait()));
+    tokio::spawn(recovery_worker::run(
+        ledger.clone(),
+        worker,
+        shutdown.wait(),
+    ));
     let (reflection, reflection_alpha) = server::reflection(&[FILE_DESCRIPTOR_SET])?;
     let limits = args.common.limits(args.request_timeout);
     let serving = server::builder(limits)

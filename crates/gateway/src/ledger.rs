@@ -126,6 +126,27 @@ fn gave_up_status(gave_up: GaveUp<Status>, timeout: Duration) -> Status {
             ))
         }
     }
+
+    /// Relays one call to business: takes the tenant from authentication
+    /// (and names it on the call's span), applies the tenant's rate limit,
+    /// translates the message with `to_business`, sends it with `send`
+    /// within the caller's deadline (or the default), and translates the
+    /// answer with `to_api`.
+    async fn relay<A, Q: Clone, R, B>(
+        &self,
+        request: Request<A>,
+        to_business: impl FnOnce(String, A) -> Q,
+        send: impl Fn(LedgerClient<Pool>, Request<Q>) -> Call<R>,
+        to_api: impl FnOnce(R) -> B,
+    ) -> Result<Response<B>, Status> {
+        let tenant = tenant(&request)?;
+        tracing::Span::current().record("tenant", tenant.as_str());
+        self.policy.tenant_limits.check(&tenant)?;
+        let budget = self.budget(&request);
+        let message = to_business(tenant, request.into_inner());
+        let answer = self.forward(budget, message, send).await?;
+        Ok(Response::new(to_api(answer)))
+    }
 }
 
 /// Worth another attempt: the call failed on the way to or from a business
@@ -153,121 +174,100 @@ fn tenant<T>(request: &Request<T>) -> Result<String, Status> {
         .ok_or_else(|| Status::unauthenticated("request was not authenticated"))
 }
 
-/// Forwards one call: the tenant from authentication, the deadline from
-/// the caller (or the default), the message translated by `to_business`,
-/// the answer by `to_api`.
-macro_rules! forward {
-    ($self:ident, $request:ident, $method:ident, |$tenant:ident, $r:ident| $to_business:expr, $to_api:path) => {{
-        let ($tenant, budget) = (tenant(&$request)?, $self.budget(&$request));
-        tracing::Span::current().record("tenant", $tenant.as_str());
-        $self.policy.tenant_limits.check(&$tenant)?;
-        let $r = $request.into_inner();
-        let message = $to_business;
-        let answer = $self
-            .forward(budget, message, |mut c, req| {
-                Box::pin(async move { c.$method(req).await })
-            })
-            .await?;
-        Ok(Response::new($to_api(answer)))
-    }};
-}
-
 #[tonic::async_trait]
 impl Ledger for Gateway {
     async fn create_account(
         &self,
         request: Request<api::CreateAccountRequest>,
     ) -> Result<Response<api::Account>, Status> {
-        forward!(
-            self,
+        self.relay(
             request,
-            create_account,
             |tenant, r| biz::CreateAccountRequest {
                 tenant,
                 request_id: r.request_id,
                 account_id: r.account_id,
             },
-            convert::account
+            |mut client, message| Box::pin(async move { client.create_account(message).await }),
+            convert::account,
         )
+        .await
     }
 
     async fn get_account(
         &self,
         request: Request<api::GetAccountRequest>,
     ) -> Result<Response<api::Account>, Status> {
-        forward!(
-            self,
+        self.relay(
             request,
-            get_account,
             |tenant, r| biz::GetAccountRequest {
                 tenant,
                 account_id: r.account_id,
             },
-            convert::account
+            |mut client, message| Box::pin(async move { client.get_account(message).await }),
+            convert::account,
         )
+        .await
     }
 
     async fn deposit(
         &self,
         request: Request<api::DepositRequest>,
     ) -> Result<Response<api::Account>, Status> {
-        forward!(
-            self,
+        self.relay(
             request,
-            deposit,
             |tenant, r| biz::MoveMoneyRequest {
                 tenant,
                 request_id: r.request_id,
                 account_id: r.account_id,
                 amount: r.amount,
             },
-            convert::account
+            |mut client, message| Box::pin(async move { client.deposit(message).await }),
+            convert::account,
         )
+        .await
     }
 
     async fn withdraw(
         &self,
         request: Request<api::WithdrawRequest>,
     ) -> Result<Response<api::Account>, Status> {
-        forward!(
-            self,
+        self.relay(
             request,
-            withdraw,
             |tenant, r| biz::MoveMoneyRequest {
                 tenant,
                 request_id: r.request_id,
                 account_id: r.account_id,
                 amount: r.amount,
             },
-            convert::account
+            |mut client, message| Box::pin(async move { client.withdraw(message).await }),
+            convert::account,
         )
+        .await
     }
 
     async fn close_account(
         &self,
         request: Request<api::CloseAccountRequest>,
     ) -> Result<Response<api::Account>, Status> {
-        forward!(
-            self,
+        self.relay(
             request,
-            close_account,
             |tenant, r| biz::CloseAccountRequest {
                 tenant,
                 request_id: r.request_id,
                 account_id: r.account_id,
             },
-            convert::account
+            |mut client, message| Box::pin(async move { client.close_account(message).await }),
+            convert::account,
         )
+        .await
     }
 
     async fn transfer(
         &self,
         request: Request<api::TransferRequest>,
     ) -> Result<Response<api::Transfer>, Status> {
-        forward!(
-            self,
+        self.relay(
             request,
-            transfer,
             |tenant, r| biz::TransferRequest {
                 tenant,
                 request_id: r.request_id,
@@ -275,58 +275,60 @@ impl Ledger for Gateway {
                 to_account_id: r.to_account_id,
                 amount: r.amount,
             },
-            convert::transfer
+            |mut client, message| Box::pin(async move { client.transfer(message).await }),
+            convert::transfer,
         )
+        .await
     }
 
     async fn get_transfer(
         &self,
         request: Request<api::GetTransferRequest>,
     ) -> Result<Response<api::Transfer>, Status> {
-        forward!(
-            self,
+        self.relay(
             request,
-            get_transfer,
             |tenant, r| biz::GetTransferRequest {
                 tenant,
                 transfer_id: r.transfer_id,
             },
-            convert::transfer
+            |mut client, message| Box::pin(async move { client.get_transfer(message).await }),
+            convert::transfer,
         )
+        .await
     }
 
     async fn list_accounts(
         &self,
         request: Request<api::ListAccountsRequest>,
     ) -> Result<Response<api::ListAccountsResponse>, Status> {
-        forward!(
-            self,
+        self.relay(
             request,
-            list_accounts,
             |tenant, r| biz::ListAccountsRequest {
                 tenant,
                 page_size: r.page_size,
                 page_token: r.page_token,
             },
-            convert::accounts
+            |mut client, message| Box::pin(async move { client.list_accounts(message).await }),
+            convert::accounts,
         )
+        .await
     }
 
     async fn list_entries(
         &self,
         request: Request<api::ListEntriesRequest>,
     ) -> Result<Response<api::ListEntriesResponse>, Status> {
-        forward!(
-            self,
+        self.relay(
             request,
-            list_entries,
             |tenant, r| biz::ListEntriesRequest {
                 tenant,
                 account_id: r.account_id,
                 page_size: r.page_size,
                 page_token: r.page_token,
             },
-            convert::entries
+            |mut client, message| Box::pin(async move { client.list_entries(message).await }),
+            convert::entries,
         )
+        .await
     }
 }

@@ -1,4 +1,5 @@
-//! Typed access to what the store returns.
+//! Typed access to what the store returns: each read slot as the kind of
+//! record it must hold, with its version.
 
 use super::ports::{Record, Versioned};
 use crate::domain::{Account, DomainError, Inbound, Receipt, Transfer};

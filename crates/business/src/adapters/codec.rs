@@ -1,6 +1,7 @@
-//! How domain records are stored: one storage table per kind, JSON values,
-//! so that a value read with `grpcurl ... Kv/Read` is readable
-//! (base64-decode it). The domain never sees these types.
+//! The storage codec: where each domain record lives (table and key) and
+//! how it is encoded — one storage table per kind, JSON values, so that a
+//! value read with `grpcurl ... Kv/Read` is readable (base64-decode it).
+//! The domain never sees these types.
 //!
 //! | record | partition | table | key |
 //! |---|---|---|---|
@@ -54,6 +55,9 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
 pub struct AccountRecord {
     pub account_id: String,
     pub balance: i64,
+    /// Absent in records written before accounts counted it: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub in_flight_out: i64,
     pub version: u64,
     pub closed: bool,
     pub created_at: SystemTime,
@@ -102,6 +106,18 @@ pub struct TransferRecord {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PendingRecord {
     pub since: SystemTime,
+    /// Recovery attempts that failed, the last one's error, and when
+    /// recovery may try again (absent until one failed).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failures: u32,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<SystemTime>,
+}
+
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -116,6 +132,7 @@ fn account_record(a: &Account) -> AccountRecord {
     AccountRecord {
         account_id: a.id.to_string(),
         balance: a.balance,
+        in_flight_out: a.in_flight_out,
         version: a.version,
         closed: a.status == AccountStatus::Closed,
         created_at: a.created_at,
@@ -128,6 +145,7 @@ fn account_of(r: AccountRecord) -> Result<Account, StoreError> {
     Ok(Account {
         id: AccountId::parse(&r.account_id).map_err(|e| corrupt("account record", e))?,
         balance: r.balance,
+        in_flight_out: r.in_flight_out,
         version: r.version,
         status: if r.closed {
             AccountStatus::Closed
@@ -217,7 +235,12 @@ pub fn encode(record: &Record) -> Result<Vec<u8>, StoreError> {
                 updated_at: t.updated_at,
             })
         }
-        Record::Pending(p) => json(&PendingRecord { since: p.since }),
+        Record::Pending(p) => json(&PendingRecord {
+            since: p.since,
+            failures: p.failures,
+            last_error: p.last_error.clone(),
+            retry_at: p.retry_at,
+        }),
         Record::Inbound(i) => json(&match i {
             Inbound::Credited => InboundRecord {
                 decision: "credited".into(),
@@ -281,5 +304,54 @@ pub fn decode_entry(bytes: &[u8]) -> Result<Entry, StoreError> {
 /// Decodes a stored pending mark (for scans).
 pub fn pending_of(bytes: &[u8]) -> Result<PendingMark, StoreError> {
     let r: PendingRecord = parse("pending record", bytes)?;
-    Ok(PendingMark { since: r.since })
+    Ok(PendingMark {
+        since: r.since,
+        failures: r.failures,
+        last_error: r.last_error,
+        retry_at: r.retry_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{AccountKey, TenantId};
+
+    fn alice() -> AccountKey {
+        AccountKey {
+            tenant: TenantId::parse("acme").expect("tenant"),
+            account: AccountId::parse("alice").expect("id"),
+        }
+    }
+
+    #[test]
+    fn records_written_before_money_in_flight_was_counted_still_read() {
+        let old_account = br#"{"account_id":"alice","balance":7,"version":2,"closed":false,
+            "created_at":{"secs_since_epoch":1,"nanos_since_epoch":0},
+            "updated_at":{"secs_since_epoch":1,"nanos_since_epoch":0},"entries":1}"#;
+        let Record::Account(a) =
+            decode(&RecordKey::Account(alice()), old_account).expect("decodes")
+        else {
+            panic!("an account");
+        };
+        assert_eq!((a.balance, a.in_flight_out), (7, 0));
+        let old_mark = br#"{"since":{"secs_since_epoch":1,"nanos_since_epoch":0}}"#;
+        let mark = pending_of(old_mark).expect("decodes");
+        assert_eq!((mark.failures, mark.retry_at), (0, None));
+    }
+
+    #[test]
+    fn a_noted_failure_round_trips_and_a_fresh_mark_stays_small() {
+        let since = SystemTime::UNIX_EPOCH;
+        let fresh = PendingMark::new(since);
+        let bytes = encode(&Record::Pending(fresh.clone())).expect("encodes");
+        assert!(!String::from_utf8_lossy(&bytes).contains("failures"));
+        let failed = fresh.failed(
+            "storage unavailable".into(),
+            since,
+            std::time::Duration::from_secs(4),
+        );
+        let bytes = encode(&Record::Pending(failed.clone())).expect("encodes");
+        assert_eq!(pending_of(&bytes).expect("decodes"), failed);
+    }
 }
