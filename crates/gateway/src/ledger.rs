@@ -105,27 +105,6 @@ impl Gateway {
     fn budget<T>(&self, request: &Request<T>) -> Duration {
         anatomy_runtime::grpc_timeout::budget(request.metadata(), self.policy.default_timeout)
     }
-}
-
-/// The status a caller gets when the retry loop stopped.
-fn gave_up_status(gave_up: GaveUp<Status>, timeout: Duration) -> Status {
-    match gave_up {
-        GaveUp::Failed(status) | GaveUp::Exhausted(status) => status,
-        GaveUp::Deadline(None) => {
-            Status::deadline_exceeded(format!("no answer within {timeout:?}"))
-        }
-        GaveUp::Deadline(Some(last)) => {
-            Status::deadline_exceeded(format!("no answer within {timeout:?}: {}", last.message()))
-        }
-        GaveUp::BudgetSpent(last) => {
-            metrics::counter!("gateway_retries_total", "reason" => "budget_exhausted").increment(1);
-            Status::unavailable(format!(
-                "no business replica answered, and the retry budget is spent \
-                 (too many calls are failing): {}",
-                last.message()
-            ))
-        }
-    }
 
     /// Relays one call to business: takes the tenant from authentication
     /// (and names it on the call's span), applies the tenant's rate limit,
@@ -146,6 +125,27 @@ fn gave_up_status(gave_up: GaveUp<Status>, timeout: Duration) -> Status {
         let message = to_business(tenant, request.into_inner());
         let answer = self.forward(budget, message, send).await?;
         Ok(Response::new(to_api(answer)))
+    }
+}
+
+/// The status a caller gets when the retry loop stopped.
+fn gave_up_status(gave_up: GaveUp<Status>, timeout: Duration) -> Status {
+    match gave_up {
+        GaveUp::Failed(status) | GaveUp::Exhausted(status) => status,
+        GaveUp::Deadline(None) => {
+            Status::deadline_exceeded(format!("no answer within {timeout:?}"))
+        }
+        GaveUp::Deadline(Some(last)) => {
+            Status::deadline_exceeded(format!("no answer within {timeout:?}: {}", last.message()))
+        }
+        GaveUp::BudgetSpent(last) => {
+            metrics::counter!("gateway_retries_total", "reason" => "budget_exhausted").increment(1);
+            Status::unavailable(format!(
+                "no business replica answered, and the retry budget is spent \
+                 (too many calls are failing): {}",
+                last.message()
+            ))
+        }
     }
 }
 
