@@ -1,7 +1,6 @@
 //! `loadgen register` and `loadgen check`: from the command line to the
 //! workload and the checker, and what they print.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufReader;
 use std::sync::Arc;
@@ -11,7 +10,7 @@ use storage_client::{ClientConfig, StorageClient};
 use crate::check::{self, Verdict};
 use crate::cli::{CheckArgs, RegisterArgs};
 use crate::history::{F, Kind, Recorder};
-use crate::targets::register::{Plan, Register};
+use crate::targets::register::{Plan, Register, Tally};
 use crate::{LoadError, setup, shard_map};
 
 /// Runs the register workload and writes its history.
@@ -37,8 +36,9 @@ pub async fn register(args: &RegisterArgs) -> Result<(), LoadError> {
         .await
         .map_err(|e| LoadError::Setup(format!("cannot write the history {path}: {e}")))?;
     print_tally(&tally);
-    let total: usize = tally.values().sum();
+    let total: usize = tally.outcomes.values().sum();
     let ok: usize = tally
+        .outcomes
         .iter()
         .filter(|((_, kind), _)| *kind == Kind::Ok)
         .map(|(_, n)| n)
@@ -52,16 +52,26 @@ pub async fn register(args: &RegisterArgs) -> Result<(), LoadError> {
     Ok(())
 }
 
-fn print_tally(tally: &BTreeMap<(F, Kind), usize>) {
+fn print_tally(tally: &Tally) {
     println!("{:<6} {:>8} {:>8} {:>8}", "f", "ok", "fail", "info");
     for f in [F::Read, F::Write, F::Cas] {
-        let n = |kind| tally.get(&(f, kind)).copied().unwrap_or(0);
+        let n = |kind| tally.outcomes.get(&(f, kind)).copied().unwrap_or(0);
         println!(
             "{:<6} {:>8} {:>8} {:>8}",
             format!("{f:?}").to_lowercase(),
             n(Kind::Ok),
             n(Kind::Fail),
             n(Kind::Info)
+        );
+    }
+    let settled = |kind| tally.settled.get(&kind).copied().unwrap_or(0);
+    let total: usize = tally.settled.values().sum();
+    if total > 0 {
+        println!(
+            "{total} writes' calls failed; fenced and read back: {} had happened, {} had not, {} stay unknown",
+            settled(Kind::Ok),
+            settled(Kind::Fail),
+            settled(Kind::Info)
         );
     }
 }

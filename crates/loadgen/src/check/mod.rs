@@ -129,12 +129,15 @@ pub fn check(parsed: Parsed, timeout: Duration) -> Verdict {
 
 impl fmt::Display for Anomaly {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let these = match self.evidence.len() {
+            1 => "this operation".to_string(),
+            n => format!("these {n} operations"),
+        };
         writeln!(
             f,
-            "key {:?} is not linearizable: these {} operations cannot be ordered \
+            "key {:?} is not linearizable: {these} cannot be ordered \
              (every other operation free to take effect at any time after it began, or never){}:",
             self.key,
-            self.evidence.len(),
             if self.minimal {
                 ""
             } else {

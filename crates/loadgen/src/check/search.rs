@@ -14,13 +14,15 @@
 //!
 //! The memo: the same set of linearized operations with the same register
 //! state leads to the same futures, so each (set, state) pair is explored
-//! once. The cost is exponential in how many operations are concurrent
-//! on one key, not in the history's length.
+//! once (sets are keyed compactly: see `Placed`). The cost is exponential
+//! in how many operations are concurrent on one key, not in the history's
+//! length. Operations of unknown outcome are only placed right before
+//! someone sees their value (see `Now::then`).
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::Instant;
 
-use super::model::{Operation, State, step};
+use super::model::{Op, Operation, State, step};
 
 /// The search ran out of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,36 +31,38 @@ pub struct Undecided;
 /// How often (in steps) the search looks at the clock.
 const CLOCK_EVERY: u32 = 4096;
 
-/// Decides whether `ops` (one key's, prepared) are linearizable from the
-/// absent state, by `deadline`.
+/// Decides whether `ops` (one key's, prepared, in invocation order) are
+/// linearizable from the absent state, by `deadline`.
 pub fn linearizable(ops: &[Operation], deadline: Instant) -> Result<bool, Undecided> {
+    debug_assert!(ops.windows(2).all(|w| w[0].call <= w[1].call));
     let mut line = Line::new(ops);
     let must = ops.iter().filter(|o| o.is_ok()).count();
-    let mut placed = 0;
-    let mut state: State = None;
-    let mut chosen = Bits::new(ops.len());
-    let mut seen: HashSet<(Bits, State)> = HashSet::new();
-    let mut stack: Vec<(usize, State)> = Vec::new();
+    let mut placed = Placed::new(ops);
+    let mut now = Now {
+        state: None,
+        after_info: false,
+    };
+    let mut seen: HashSet<Key> = HashSet::new();
+    let mut stack: Vec<(usize, Now)> = Vec::new();
     let mut cursor = line.first();
     let mut steps = 0u32;
-    while placed < must {
+    while placed.ok < must {
         steps = steps.wrapping_add(1);
         if steps.is_multiple_of(CLOCK_EVERY) && Instant::now() > deadline {
             return Err(Undecided);
         }
         match line.entry(cursor) {
             Some(Entry::Call(i)) => {
-                if let Some(next) = step(state, ops[i].op) {
-                    chosen.set(i);
-                    if seen.insert((chosen.clone(), next)) {
-                        stack.push((i, state));
-                        state = next;
-                        placed += usize::from(ops[i].is_ok());
+                if let Some(next) = now.then(&ops[i]) {
+                    placed.add(i);
+                    if seen.insert(placed.key(next)) {
+                        stack.push((i, now));
+                        now = next;
                         line.lift(i);
                         cursor = line.first();
                         continue;
                     }
-                    chosen.clear(i);
+                    placed.remove(i);
                 }
                 cursor = line.after(cursor);
             }
@@ -68,15 +72,139 @@ pub fn linearizable(ops: &[Operation], deadline: Instant) -> Result<bool, Undeci
                 let Some((i, before)) = stack.pop() else {
                     return Ok(false);
                 };
-                state = before;
-                chosen.clear(i);
-                placed -= usize::from(ops[i].is_ok());
+                now = before;
+                placed.remove(i);
                 line.unlift(i);
                 cursor = line.after(line.call_of(i));
             }
         }
     }
     Ok(true)
+}
+
+/// Where the search stands after the operations placed so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Now {
+    state: State,
+    /// The last operation placed was of unknown outcome.
+    after_info: bool,
+}
+
+impl Now {
+    /// Placing `op` next, if it can be.
+    ///
+    /// An operation of unknown outcome is only worth placing right before
+    /// a read or compare-and-set that sees its value: any linearization
+    /// can be made so, by dropping each such operation whose value is
+    /// overwritten (or never looked at) before anyone sees it — the
+    /// operation in between could not have been anything else. So a write
+    /// never directly follows one. Without this, every write of unknown
+    /// outcome would be tried at every point after it began.
+    fn then(self, op: &Operation) -> Option<Self> {
+        if self.after_info && matches!(op.op, Op::Write(_)) {
+            return None;
+        }
+        step(self.state, op.op).map(|state| Now {
+            state,
+            after_info: !op.is_ok(),
+        })
+    }
+}
+
+/// A memo key: the placed set (compactly, see `Placed::key`) and where
+/// the search stands.
+type Key = (Now, usize, Box<[u32]>);
+
+/// The set of placed (linearized) operations, with what its memo key needs.
+///
+/// Operations are in invocation order. The *frontier* is the first `ok`
+/// operation not placed: every `ok` operation before it is placed. Any
+/// operation placed beyond it was invoked before the frontier returned
+/// (otherwise the frontier would have to come first), so it lies before
+/// the frontier's *horizon*, the first operation invoked after that
+/// return. The set is then: everything `ok` before the frontier, the
+/// placed operations between the frontier and its horizon (a handful: the
+/// concurrent ones), and the placed `info` operations before the frontier.
+/// Keys stay small however long the history is.
+struct Placed {
+    bits: Bits,
+    is_ok: Vec<bool>,
+    horizon: Vec<usize>,
+    frontier: usize,
+    info_before: BTreeSet<usize>,
+    /// How many `ok` operations are placed.
+    ok: usize,
+}
+
+impl Placed {
+    fn new(ops: &[Operation]) -> Self {
+        let calls: Vec<usize> = ops.iter().map(|o| o.call).collect();
+        let horizon = ops
+            .iter()
+            .map(|o| {
+                o.ret
+                    .map_or(ops.len(), |r| calls.partition_point(|&c| c < r))
+            })
+            .collect();
+        let is_ok: Vec<bool> = ops.iter().map(Operation::is_ok).collect();
+        let frontier = is_ok.iter().position(|&ok| ok).unwrap_or(ops.len());
+        Self {
+            bits: Bits::new(ops.len()),
+            is_ok,
+            horizon,
+            frontier,
+            info_before: BTreeSet::new(),
+            ok: 0,
+        }
+    }
+
+    fn add(&mut self, i: usize) {
+        self.bits.set(i);
+        if !self.is_ok[i] {
+            if i < self.frontier {
+                self.info_before.insert(i);
+            }
+            return;
+        }
+        self.ok += 1;
+        if i == self.frontier {
+            let mut f = i;
+            while f < self.is_ok.len() && (self.bits.has(f) || !self.is_ok[f]) {
+                if !self.is_ok[f] && self.bits.has(f) {
+                    self.info_before.insert(f);
+                }
+                f += 1;
+            }
+            self.frontier = f;
+        }
+    }
+
+    fn remove(&mut self, i: usize) {
+        self.bits.clear(i);
+        if !self.is_ok[i] {
+            self.info_before.remove(&i);
+            return;
+        }
+        self.ok -= 1;
+        if i < self.frontier {
+            self.info_before.retain(|&j| j < i);
+            self.frontier = i;
+        }
+    }
+
+    fn key(&self, now: Now) -> Key {
+        let f = self.frontier;
+        let end = self.horizon.get(f).copied().unwrap_or(f);
+        let ahead = (f + 1..end.max(f + 1)).filter(|&j| self.bits.has(j));
+        let members = self
+            .info_before
+            .iter()
+            .copied()
+            .chain(ahead)
+            .map(|j| j as u32)
+            .collect();
+        (now, f, members)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,7 +306,6 @@ impl Line {
 }
 
 /// A set of operations, as bits.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Bits(Box<[u64]>);
 
 impl Bits {
@@ -192,5 +319,9 @@ impl Bits {
 
     fn clear(&mut self, i: usize) {
         self.0[i / 64] &= !(1 << (i % 64));
+    }
+
+    fn has(&self, i: usize) -> bool {
+        self.0[i / 64] & (1 << (i % 64)) != 0
     }
 }

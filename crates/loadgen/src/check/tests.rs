@@ -283,6 +283,24 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Longer valid histories, many concurrent and unknown operations on
+    /// one key, are accepted: the memo's compact keys and the ordering
+    /// rule for unknown outcomes only ever skip what cannot succeed.
+    #[test]
+    fn valid_histories_are_accepted(
+        seed in any::<u64>(),
+        clients in 2..8usize,
+        ops in 20..300usize,
+        info in 0.0..0.25f64,
+    ) {
+        let events = generate::simulated(Shape { keys: 1, clients, ops, info, seed });
+        prop_assert_eq!(check_key(&operations(&events), far()), KeyVerdict::Linearizable);
+    }
+}
+
 #[test]
 fn the_generators_give_both_answers() {
     let mut runner = proptest::test_runner::TestRunner::deterministic();

@@ -71,7 +71,15 @@ pub struct Register {
     next_slot: AtomicU64,
     /// Per key, the last value some client saw (what a cas expects).
     known: Vec<Mutex<Option<i64>>>,
-    tally: Mutex<BTreeMap<(F, Kind), usize>>,
+    tally: Mutex<Tally>,
+}
+
+/// How the operations ended: per operation and outcome, and how the
+/// writes whose call failed were settled.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    pub outcomes: BTreeMap<(F, Kind), usize>,
+    pub settled: BTreeMap<Kind, usize>,
 }
 
 /// A storage answer that is not a number.
@@ -90,13 +98,13 @@ impl Register {
             next_process: AtomicU64::new(plan.clients as u64),
             next_slot: AtomicU64::new(0),
             known: (0..plan.keys.max(1)).map(|_| Mutex::new(None)).collect(),
-            tally: Mutex::new(BTreeMap::new()),
+            tally: Mutex::new(Tally::default()),
             plan,
         }
     }
 
     /// Runs every client for the duration; returns how operations ended.
-    pub async fn run(self: Arc<Self>) -> std::io::Result<BTreeMap<(F, Kind), usize>> {
+    pub async fn run(self: Arc<Self>) -> std::io::Result<Tally> {
         let started = Instant::now();
         let clients: Vec<_> = (0..self.plan.clients.max(1) as u64)
             .map(|process| tokio::spawn(self.clone().client(process, started)))
@@ -172,7 +180,7 @@ impl Register {
             }
         }
         if let Ok(mut tally) = self.tally.lock() {
-            *tally.entry((f, kind)).or_default() += 1;
+            *tally.outcomes.entry((f, kind)).or_default() += 1;
         }
         Ok(kind)
     }
@@ -255,6 +263,14 @@ impl Register {
     /// After a write of unknown outcome: fence it off (write its marker
     /// as "fenced" unless it exists), then read the marker to see who won.
     async fn settle(&self, partition: &str, value: i64) -> Kind {
+        let kind = self.fence(partition, value).await;
+        if let Ok(mut tally) = self.tally.lock() {
+            *tally.settled.entry(kind).or_default() += 1;
+        }
+        kind
+    }
+
+    async fn fence(&self, partition: &str, value: i64) -> Kind {
         let fence = self
             .client
             .write(
