@@ -87,15 +87,18 @@ pub async fn serve(
     tokio::spawn(recovery::run(ledger.clone(), worker, shutdown.wait()));
     let (reflection, reflection_alpha) = server::reflection(&[FILE_DESCRIPTOR_SET])?;
     let limits = args.common.limits(args.request_timeout);
-    let serving = server::builder(limits)
-        .add_service(health.service())
-        .add_service(reflection)
-        .add_service(reflection_alpha)
-        .add_service(
-            LedgerServer::new(LedgerService::new(ledger, args.request_timeout))
-                .max_decoding_message_size(limits.max_request_bytes),
-        )
-        .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait());
+    let serving = server::builder(
+        limits,
+        anatomy_runtime::layers::authorize::AuthorizeLayer::off(),
+    )
+    .add_service(health.service())
+    .add_service(reflection)
+    .add_service(reflection_alpha)
+    .add_service(
+        LedgerServer::new(LedgerService::new(ledger, args.request_timeout))
+            .max_decoding_message_size(limits.max_request_bytes),
+    )
+    .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait());
     // Stateless: ready as soon as it listens. Storage trouble shows up per
     // request (UNAVAILABLE), not as an unready replica.
     health.set_serving(true).await;

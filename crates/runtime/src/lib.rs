@@ -11,6 +11,7 @@ pub mod layers;
 pub mod prometheus;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 
 pub use cli::{CommonArgs, LogFormat, parse_duration};
 pub use healthcheck::HealthcheckArgs;

@@ -19,6 +19,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tower::layer::util::{Identity, Stack};
 
+use crate::layers::authorize::AuthorizeLayer;
 use crate::layers::deadline::DeadlineLayer;
 use crate::layers::red::RedLayer;
 use crate::layers::shed::ShedLayer;
@@ -63,10 +64,12 @@ pub fn incoming(listener: TcpListener) -> TcpIncoming {
 }
 
 /// The middleware every server runs, outside in: RED metrics, trace span,
-/// load shedding, deadline (see each layer's module for why it sits where
-/// it does).
-pub type ServerLayers =
-    Stack<DeadlineLayer, Stack<ShedLayer, Stack<TraceLayer, Stack<RedLayer, Identity>>>>;
+/// authorization, load shedding, deadline (see each layer's module for why
+/// it sits where it does).
+pub type ServerLayers = Stack<
+    DeadlineLayer,
+    Stack<ShedLayer, Stack<AuthorizeLayer, Stack<TraceLayer, Stack<RedLayer, Identity>>>>,
+>;
 
 /// How much a server takes on.
 #[derive(Debug, Clone, Copy)]
@@ -79,11 +82,13 @@ pub struct ServerLimits {
     pub max_request_bytes: usize,
 }
 
-/// A tonic server with the settings and middleware every service wants.
+/// A tonic server with the settings and middleware every service wants;
+/// `authorize` decides who may call what (`AuthorizeLayer::off()` for a
+/// public or plaintext server).
 ///
 /// `max_connection_age` makes clients reconnect now and then, so that load
 /// spreads onto replicas that started after the client connected.
-pub fn builder(limits: ServerLimits) -> Server<ServerLayers> {
+pub fn builder(limits: ServerLimits, authorize: AuthorizeLayer) -> Server<ServerLayers> {
     Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
@@ -92,6 +97,7 @@ pub fn builder(limits: ServerLimits) -> Server<ServerLayers> {
         .max_connection_age_grace(Duration::from_secs(10))
         .layer(RedLayer)
         .layer(TraceLayer)
+        .layer(authorize)
         .layer(ShedLayer::new(limits.max_in_flight))
         .layer(DeadlineLayer::new(limits.default_deadline))
 }
@@ -282,6 +288,31 @@ pub async fn run(
             Ok(())
         }
     }
+}
+
+/// Serves grpc.health.v1 alone, in plaintext, on `addr` until `shutdown`
+/// ("off": nowhere). Probes use it: a kubelet gRPC probe or a Compose
+/// healthcheck cannot present a client certificate, and the main port
+/// requires one. It answers nothing but health.
+pub async fn spawn_health_listener(
+    addr: &str,
+    health: &Health,
+    shutdown: &Shutdown,
+) -> Result<Option<SocketAddr>, ServerError> {
+    if addr == "off" {
+        return Ok(None);
+    }
+    let listener = bind(addr).await?;
+    let bound = local_addr(&listener)?;
+    let serving = Server::builder()
+        .add_service(health.service())
+        .serve_with_incoming_shutdown(incoming(listener), shutdown.wait());
+    tokio::spawn(async move {
+        if let Err(e) = serving.await {
+            tracing::error!(error = %e, "the health listener failed");
+        }
+    });
+    Ok(Some(bound))
 }
 
 /// The address a listener actually got (useful with port 0).

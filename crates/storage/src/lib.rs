@@ -180,25 +180,28 @@ pub async fn serve(
     });
     let (reflection, reflection_alpha) =
         server::reflection(&[FILE_DESCRIPTOR_SET, tonic_types::pb::FILE_DESCRIPTOR_SET])?;
-    let serving = server::builder(options.limits)
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(reflection_alpha)
-        .add_service(
-            KvServer::new(kv::KvService::new(node.clone(), options.request_timeout))
-                .max_decoding_message_size(options.limits.max_request_bytes),
-        )
-        .add_service(
-            RaftServer::new(raft::service::RaftService::new(
-                node.shard().id,
-                node.me.id,
-                node.raft.clone(),
-            ))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(AdminServer::new(admin::AdminService::new(node.clone())))
-        .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait());
+    let serving = server::builder(
+        options.limits,
+        anatomy_runtime::layers::authorize::AuthorizeLayer::off(),
+    )
+    .add_service(health_service)
+    .add_service(reflection)
+    .add_service(reflection_alpha)
+    .add_service(
+        KvServer::new(kv::KvService::new(node.clone(), options.request_timeout))
+            .max_decoding_message_size(options.limits.max_request_bytes),
+    )
+    .add_service(
+        RaftServer::new(raft::service::RaftService::new(
+            node.shard().id,
+            node.me.id,
+            node.raft.clone(),
+        ))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES),
+    )
+    .add_service(AdminServer::new(admin::AdminService::new(node.clone())))
+    .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait());
     tracing::info!(%addr, shard = node.shard().id, replica = node.me.id, "storage listening");
     let result = server::run(serving, &shutdown, options.shutdown_grace).await;
     node.shutdown().await;
