@@ -122,14 +122,26 @@ start() {
   say "  started $name"
 }
 
+# start_failure LOG: the cause a process printed when it failed to start
+# (the binaries print it on one line, "<name>: error: ..."; a panic says
+# "panicked at"), or a pointer to the log.
+start_failure() {
+  local cause
+  cause=$(grep -E '^[a-z-]+: error: |panicked at' "$1" 2>/dev/null | tail -n 1)
+  printf '%s' "${cause:-see $1}"
+}
+
 # wait_ready NAME BINARY ADDR: until the process reports SERVING.
 wait_ready() {
   local name=$1 bin=$2 addr=$3 limit=$((SECONDS + ${ANATOMY_UP_TIMEOUT:-90}))
   while ((SECONDS < limit)); do
     if [[ -f $RUN_DIR/$name.pid ]] && ! running "$name"; then
-      say "$name exited; the end of $LOG_DIR/$name.log:" >&2
+      local cause
+      cause=$(start_failure "$LOG_DIR/$name.log")
+      say "$name exited: $cause" >&2
+      say "the end of $LOG_DIR/$name.log:" >&2
       tail -n 20 "$LOG_DIR/$name.log" >&2
-      die "$name did not start"
+      die "$name did not start: $cause"
     fi
     "$BIN_DIR/$bin" healthcheck --addr "$addr" >/dev/null 2>&1 && return 0
     sleep 0.2

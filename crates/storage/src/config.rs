@@ -6,6 +6,7 @@ use std::time::Duration;
 use anatomy_runtime::{CommonArgs, HealthcheckArgs, parse_duration};
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::damage::OnDamage;
 pub use crate::node::LogKind;
 
 /// The default gRPC port of a storage node.
@@ -118,6 +119,15 @@ pub struct RaftArgs {
     /// (the log is always fsynced; this only bounds re-apply work after a crash).
     #[arg(long, env = "ANATOMY_SYNC_EVERY", default_value_t = 100)]
     pub sync_every: u64,
+
+    /// What to do when this replica's Raft log is damaged (a flipped byte,
+    /// not a torn tail, which is always cut off safely): rebuild = move the
+    /// data directory aside and rebuild the replica from its peers, taking
+    /// no part in elections until it holds everything it held before;
+    /// refuse = exit with an error naming the damaged file. A damaged
+    /// snapshot or state.redb is always rebuilt locally.
+    #[arg(long, env = "ANATOMY_ON_DAMAGE", value_enum, default_value_t = OnDamage::Rebuild)]
+    pub on_damage: OnDamage,
 }
 
 /// Group commit.

@@ -10,14 +10,17 @@
 
 pub mod admin;
 pub mod config;
+pub mod damage;
 pub mod engine;
 pub mod error;
 pub mod fence;
+pub mod files;
 pub mod kv;
 pub mod node;
 pub mod proposer;
 pub mod raft;
 pub mod reads;
+pub mod rebuild;
 
 use std::time::Duration;
 
@@ -82,6 +85,7 @@ pub fn node_config(args: &StorageArgs, map: ShardMap) -> NodeConfig {
             keep_logs: args.raft.keep_logs,
             sync_every: args.raft.sync_every,
         },
+        on_damage: args.raft.on_damage,
         limits: ProposerLimits {
             queue_depth: args.proposer.write_queue,
             max_batches_per_entry: args.proposer.max_batches_per_entry,
@@ -193,6 +197,7 @@ pub async fn serve(
                 node.shard().id,
                 node.me.id,
                 node.raft.clone(),
+                node.gate.clone(),
             ))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES),

@@ -1,13 +1,27 @@
 //! `storage`: one replica of one shard. See `storage --help`.
 #![forbid(unsafe_code)]
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use storage::config::{Cli, Command, probe_addr};
 
-fn main() -> anyhow::Result<()> {
+/// On failure, the cause comes first and whole, on one line starting
+/// `storage: error:` (scripts/up.sh shows that line), not as a backtrace.
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let common = cli.node.common.clone();
-    common.block_on(serve(cli))?
+    let outcome = common
+        .block_on(serve(cli))
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r);
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("storage: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {

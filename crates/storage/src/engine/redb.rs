@@ -32,9 +32,13 @@ fn err(doing: &'static str) -> impl Fn(redb::Error) -> EngineError {
 }
 
 impl RedbEngine {
-    /// Opens (or creates) the engine file and its tables.
+    /// Opens (or creates) the engine file and its tables. The whole file
+    /// is checked against its page checksums first, so a damaged file is
+    /// an error here (redb's plain open may panic on one).
     pub fn open(path: &Path) -> Result<Self, EngineError> {
-        let db = Database::create(path)
+        let db = Database::builder()
+            .set_check_integrity_on_open(true)
+            .create(path)
             .map_err(|e| EngineError::new(&format!("open {}", path.display()), e))?;
         let tx = db.begin_write().map_err(|e| err("begin")(e.into()))?;
         tx.open_table(ITEMS)

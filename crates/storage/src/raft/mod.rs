@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod network;
 pub mod service;
 pub mod snapshot;
+pub mod snapshot_file;
 pub mod state_machine;
 pub mod types;
 pub mod wal_store;

@@ -25,6 +25,7 @@ use tonic::transport::{Channel, Endpoint};
 use storage_client::shard_map::ShardSpec;
 
 use super::types::{Node, NodeId, TypeConfig};
+use crate::rebuild::VoteGate;
 
 /// Raft messages can carry large batches and snapshot chunks.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -36,16 +37,24 @@ pub struct Network {
     map_version: u64,
     connect_timeout: Duration,
     channels: HashMap<NodeId, Channel>,
+    gate: VoteGate,
 }
 
 impl Network {
-    /// The network of shard `shard_id`.
-    pub fn new(shard: ShardSpec, map_version: u64, connect_timeout: Duration) -> Self {
+    /// The network of shard `shard_id`; `gate` decides whether this
+    /// replica may ask for votes.
+    pub fn new(
+        shard: ShardSpec,
+        map_version: u64,
+        connect_timeout: Duration,
+        gate: VoteGate,
+    ) -> Self {
         Self {
             shard,
             map_version,
             connect_timeout,
             channels: HashMap::new(),
+            gate,
         }
     }
 }
@@ -80,6 +89,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             }),
         };
         Peer {
+            gate: self.gate.clone(),
             shard_id: self.shard.id,
             map_version: self.map_version,
             target,
@@ -96,6 +106,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 /// A connection to one other replica.
 #[derive(Debug)]
 pub struct Peer {
+    gate: VoteGate,
     shard_id: u32,
     map_version: u64,
     target: NodeId,
@@ -184,6 +195,11 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>> {
+        let term = rpc.vote.leader_id.term;
+        if !self.gate.allows(term) {
+            let refusal = PeerError(self.gate.refusal(term));
+            return Err(RPCError::Unreachable(Unreachable::new(&refusal)));
+        }
         self.call(Rpc::Vote, &rpc, option).await
     }
 }

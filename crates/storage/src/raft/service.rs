@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 
 use super::types::{NodeId, Raft};
+use crate::rebuild::VoteGate;
 
 /// The `anatomy.storage.v1.Raft` service of one replica.
 #[derive(Clone)]
@@ -16,15 +17,18 @@ pub struct RaftService {
     shard_id: u32,
     node_id: NodeId,
     raft: Raft,
+    gate: VoteGate,
 }
 
 impl RaftService {
-    /// Serves replica `node_id` of shard `shard_id`.
-    pub fn new(shard_id: u32, node_id: NodeId, raft: Raft) -> Self {
+    /// Serves replica `node_id` of shard `shard_id`; `gate` decides whether
+    /// it may grant votes.
+    pub fn new(shard_id: u32, node_id: NodeId, raft: Raft, gate: VoteGate) -> Self {
         Self {
             shard_id,
             node_id,
             raft,
+            gate,
         }
     }
 
@@ -60,7 +64,11 @@ impl RaftRpc for RaftService {
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let rpc = self.open(request)?;
+        let rpc: openraft::raft::VoteRequest<NodeId> = self.open(request)?;
+        let term = rpc.vote.leader_id.term;
+        if !self.gate.allows(term) {
+            return Err(Status::unavailable(self.gate.refusal(term)));
+        }
         reply(&self.raft.vote(rpc).await)
     }
 

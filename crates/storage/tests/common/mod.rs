@@ -24,6 +24,7 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub replicas: Vec<Option<Replica>>,
     pub tuning: RaftTuning,
+    pub on_damage: storage::damage::OnDamage,
 }
 
 pub fn fast_tuning() -> RaftTuning {
@@ -72,6 +73,7 @@ impl Cluster {
             dir: tempfile::tempdir().expect("tempdir"),
             replicas: Vec::new(),
             tuning,
+            on_damage: storage::damage::OnDamage::Rebuild,
         };
         for i in 0..addrs.len() {
             cluster.replicas.push(None);
@@ -100,6 +102,11 @@ impl Cluster {
 
     /// Starts replica `i` (again) on its address.
     pub async fn boot(&mut self, i: usize) {
+        self.try_boot(i).await.expect("start node");
+    }
+
+    /// Starts replica `i` (again), or says why it cannot start.
+    pub async fn try_boot(&mut self, i: usize) -> Result<(), storage::node::StartError> {
         let (shard, replica, addr) = self.spec(i);
         let config = NodeConfig {
             map: self.map.clone(),
@@ -108,9 +115,10 @@ impl Cluster {
             data_dir: self.data_dir(i),
             raft: self.tuning.clone(),
             limits: limits(),
+            on_damage: self.on_damage,
         };
         let listener = bind_retrying(&addr).await;
-        let node = StorageNode::start(config).await.expect("start node");
+        let node = StorageNode::start(config).await?;
         let health = Health::new(&[storage::HEALTH_SERVICE]).await;
         let shutdown = Shutdown::new();
         let options = ServeOptions {
@@ -134,6 +142,7 @@ impl Cluster {
             shutdown,
             task,
         });
+        Ok(())
     }
 
     /// Stops replica `i` (Raft shut down, server closed).
