@@ -54,6 +54,8 @@ pub enum RunError {
     UnknownHost(String),
     #[error(transparent)]
     Metrics(#[from] anatomy_runtime::prometheus::MetricsError),
+    #[error("Raft stopped on an error (restart the replica: its files are checked on start): {0}")]
+    RaftFatal(String),
 }
 
 /// The shard map from `--shard-map`, or a one-node map at the listen address.
@@ -171,6 +173,7 @@ pub async fn serve(
     shutdown: Shutdown,
 ) -> Result<(), RunError> {
     let addr = server::local_addr(&listener)?;
+    let fatal = tokio::spawn(stop_on_fatal(node.raft.clone(), shutdown.clone()));
     let health_service = health.service();
     tokio::spawn(track_readiness(node.clone(), health));
     tokio::spawn(raft::metrics::export(node.raft.clone()));
@@ -206,9 +209,36 @@ pub async fn serve(
         .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait());
     tracing::info!(%addr, shard = node.shard().id, replica = node.me.id, "storage listening");
     let result = server::run(serving, &shutdown, options.shutdown_grace).await;
+    let fatal = if fatal.is_finished() {
+        fatal.await.ok().flatten()
+    } else {
+        fatal.abort();
+        None
+    };
     node.shutdown().await;
     tracing::info!("storage stopped");
-    Ok(result?)
+    result?;
+    fatal.map_or(Ok(()), |e| Err(RunError::RaftFatal(e)))
+}
+
+/// Shuts the server down if Raft stops on an error (a log record that
+/// fails its checksum when read back, a disk error): a replica whose Raft
+/// has stopped can serve nothing, and restarting it checks its files.
+async fn stop_on_fatal(raft: raft::Raft, shutdown: Shutdown) -> Option<String> {
+    let mut metrics = raft.metrics();
+    loop {
+        if let Err(fatal) = &metrics.borrow_and_update().running_state
+            && !matches!(fatal, openraft::error::Fatal::Stopped)
+        {
+            let cause = fatal.to_string();
+            tracing::error!(error = %cause, "Raft stopped on an error; shutting down");
+            shutdown.trigger();
+            return Some(cause);
+        }
+        if metrics.changed().await.is_err() {
+            return None;
+        }
+    }
 }
 
 /// SERVING exactly while the replica knows its group's leader: a replica
