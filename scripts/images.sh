@@ -28,8 +28,9 @@ done
 
 command -v docker >/dev/null || die "docker is not installed"
 if ((BUILD)); then
-  say "==> cargo build --release (${SERVICES[*]} ${TOOLS[*]})"
-  (cd "$ROOT" && cargo build --release --quiet "${SERVICES[@]/#/--package=}" "${TOOLS[@]/#/--package=}")
+  say "==> cargo build --release (${SERVICES[*]} ${TOOLS[*]} anatomy-certs)"
+  # anatomy-certs runs on the host (certificates for Compose and kind).
+  (cd "$ROOT" && cargo build --release --quiet "${SERVICES[@]/#/--package=}" "${TOOLS[@]/#/--package=}" --package=anatomy-certs)
 fi
 TAG=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
 

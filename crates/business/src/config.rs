@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anatomy_runtime::tls::TlsArgs;
 use anatomy_runtime::{CommonArgs, HealthcheckArgs, parse_duration};
 use clap::{Args, Parser, Subcommand};
 
@@ -37,6 +38,12 @@ pub struct BusinessArgs {
     /// Address to serve Prometheus metrics on (GET /metrics), or "off".
     #[arg(long, env = "ANATOMY_METRICS_LISTEN", default_value = "127.0.0.1:9061")]
     pub metrics_listen: String,
+
+    /// Address to serve grpc.health.v1 on in plaintext, for probes that
+    /// cannot present a client certificate (kubelet, Compose, the
+    /// `healthcheck` subcommand), or "off". It serves nothing else.
+    #[arg(long, env = "ANATOMY_HEALTH_LISTEN", default_value = "127.0.0.1:50561")]
+    pub health_listen: String,
 
     /// The storage shard map (TOML), the same file the storage nodes run.
     /// Without one, storage is a single node at --storage-addr.
@@ -74,6 +81,9 @@ pub struct BusinessArgs {
     pub saga_step_pause: Duration,
 
     #[command(flatten)]
+    pub tls: TlsArgs,
+
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
@@ -90,6 +100,9 @@ mod tests {
             "ANATOMY_SHARD_MAP",
             "ANATOMY_STORAGE_ADDR",
             "ANATOMY_REQUEST_TIMEOUT",
+            "ANATOMY_HEALTH_LISTEN",
+            "ANATOMY_TLS_DIR",
+            "ANATOMY_INSECURE_PLAINTEXT",
         ] {
             assert!(help.contains(var), "{var} missing from --help");
         }

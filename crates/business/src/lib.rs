@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use anatomy_proto::business::v1::FILE_DESCRIPTOR_SET;
 use anatomy_proto::business::v1::ledger_server::LedgerServer;
+use anatomy_runtime::layers::authorize::{Caller, Matrix};
 use anatomy_runtime::server::{self, ServerError};
+use anatomy_runtime::tls::{Identity, TlsError, Transport};
 use anatomy_runtime::{Health, Shutdown};
 use storage_client::shard_map::ShardMapError;
 use storage_client::{ClientConfig, ShardMap, StorageClient, StorageError};
@@ -39,10 +41,28 @@ pub enum RunError {
     Server(#[from] ServerError),
     #[error(transparent)]
     Metrics(#[from] anatomy_runtime::prometheus::MetricsError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
-/// The storage client the flags describe.
-pub fn storage_client(args: &BusinessArgs) -> Result<StorageClient, RunError> {
+/// Who may call the ledger: the gateway (which authenticated the tenant
+/// the request names — the only reason business may trust it) and the
+/// operator.
+pub fn access() -> Matrix {
+    Matrix::new().allow(
+        "anatomy.business.v1.Ledger",
+        &[
+            Caller::Is(Identity::Gateway),
+            Caller::Is(Identity::Operator),
+        ],
+    )
+}
+
+/// The storage client the flags describe, over `transport`.
+pub fn storage_client(
+    args: &BusinessArgs,
+    transport: &Transport,
+) -> Result<StorageClient, RunError> {
     let map = match &args.shard_map {
         Some(path) => ShardMap::load(path)?,
         None => ShardMap::single(&args.storage_addr),
@@ -51,21 +71,25 @@ pub fn storage_client(args: &BusinessArgs) -> Result<StorageClient, RunError> {
         attempt_timeout: args.storage_attempt_timeout,
         ..ClientConfig::default()
     };
-    Ok(StorageClient::new(map, config)?)
+    Ok(StorageClient::new(map, config, transport)?)
 }
 
 /// Runs the business service from its flags until SIGTERM/SIGINT.
 pub async fn run(args: BusinessArgs) -> Result<(), RunError> {
     anatomy_runtime::prometheus::install("business", &args.metrics_listen, &[])?;
+    let transport = args.tls.transport(Identity::Business)?;
     let listener = server::bind(&args.listen).await?;
     let health = Health::new(&[HEALTH_SERVICE]).await;
     let shutdown = Shutdown::on_signals(health.clone())?;
-    serve(&args, listener, health, shutdown).await
+    server::spawn_health_listener(&args.health_listen, &health, &shutdown).await?;
+    serve(&args, &transport, listener, health, shutdown).await
 }
 
-/// Serves on `listener` until `shutdown` fires.
+/// Serves on `listener` over `transport` (which is also how it reaches
+/// storage) until `shutdown` fires.
 pub async fn serve(
     args: &BusinessArgs,
+    transport: &Transport,
     listener: TcpListener,
     health: Health,
     shutdown: Shutdown,
@@ -73,7 +97,7 @@ pub async fn serve(
     let addr = server::local_addr(&listener)?;
     let ledger = Arc::new(
         Ledger::new(
-            StorageStore::new(storage_client(args)?),
+            StorageStore::new(storage_client(args, transport)?),
             SystemClock,
             args.max_attempts,
         )
@@ -87,22 +111,20 @@ pub async fn serve(
     tokio::spawn(recovery::run(ledger.clone(), worker, shutdown.wait()));
     let (reflection, reflection_alpha) = server::reflection(&[FILE_DESCRIPTOR_SET])?;
     let limits = args.common.limits(args.request_timeout);
-    let serving = server::builder(
-        limits,
-        anatomy_runtime::layers::authorize::AuthorizeLayer::off(),
-    )
-    .add_service(health.service())
-    .add_service(reflection)
-    .add_service(reflection_alpha)
-    .add_service(
-        LedgerServer::new(LedgerService::new(ledger, args.request_timeout))
-            .max_decoding_message_size(limits.max_request_bytes),
-    )
-    .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait());
+    let incoming = transport.incoming(listener)?;
+    let serving = server::builder(limits, transport.authorize(access()))
+        .add_service(health.service())
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(
+            LedgerServer::new(LedgerService::new(ledger, args.request_timeout))
+                .max_decoding_message_size(limits.max_request_bytes),
+        )
+        .serve_with_incoming_shutdown(incoming, shutdown.wait());
     // Stateless: ready as soon as it listens. Storage trouble shows up per
     // request (UNAVAILABLE), not as an unready replica.
     health.set_serving(true).await;
-    tracing::info!(%addr, "business listening");
+    tracing::info!(%addr, mtls = transport.is_mtls(), "business listening");
     server::run(serving, &shutdown, args.common.shutdown_grace).await?;
     tracing::info!("business stopped");
     Ok(())

@@ -1,7 +1,9 @@
 //! The gateway binary's command line. Every flag has an `ANATOMY_*` env twin.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use anatomy_runtime::tls::TlsArgs;
 use anatomy_runtime::{CommonArgs, HealthcheckArgs, parse_duration};
 use clap::{Args, Parser, Subcommand};
 
@@ -40,6 +42,12 @@ pub struct GatewayArgs {
     /// Address to serve Prometheus metrics on (GET /metrics), or "off".
     #[arg(long, env = "ANATOMY_METRICS_LISTEN", default_value = "127.0.0.1:9051")]
     pub metrics_listen: String,
+
+    /// Address to serve grpc.health.v1 on in plaintext, for probes (the
+    /// same status the public port reports; there it needs TLS when
+    /// --public-tls-cert is set), or "off". It serves nothing else.
+    #[arg(long, env = "ANATOMY_HEALTH_LISTEN", default_value = "127.0.0.1:50551")]
+    pub health_listen: String,
 
     /// The business replicas: host:port[,host:port...]. Every address a
     /// name resolves to is a replica (a headless Service or a compose
@@ -100,6 +108,22 @@ pub struct GatewayArgs {
     #[arg(long, env = "ANATOMY_BREAKER_OPEN_FOR", value_parser = parse_duration, default_value = "2s")]
     pub breaker_open_for: Duration,
 
+    /// Certificate (PEM, leaf first) for TLS on the public listeners
+    /// (--listen and --http-listen), with --public-tls-key. Without them
+    /// both are plaintext (local use: `grpcurl -plaintext`). Clients
+    /// present no certificate (tenants use API keys). Reloaded when the
+    /// files change.
+    #[arg(long, env = "ANATOMY_PUBLIC_TLS_CERT", requires = "public_tls_key")]
+    pub public_tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --public-tls-cert.
+    #[arg(long, env = "ANATOMY_PUBLIC_TLS_KEY", requires = "public_tls_cert")]
+    pub public_tls_key: Option<PathBuf>,
+
+    /// How the gateway reaches business: mutual TLS as `gateway`.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -117,6 +141,8 @@ mod tests {
             "ANATOMY_BUSINESS_ADDR",
             "ANATOMY_API_KEYS",
             "ANATOMY_REQUEST_TIMEOUT",
+            "ANATOMY_HEALTH_LISTEN",
+            "ANATOMY_TLS_DIR",
         ] {
             assert!(help.contains(var), "{var} missing from --help");
         }

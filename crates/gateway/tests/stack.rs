@@ -1,6 +1,7 @@
 //! The whole stack in one process, every service a real gRPC server on a
-//! loopback port: storage (one node) ← business ×2 ← gateway, driven
-//! through the gateway's public API like a client would.
+//! loopback port, talking mutual TLS with development certificates:
+//! storage (one node) ← business ×2 ← gateway, driven through the
+//! gateway's public API like a client would.
 
 #![allow(clippy::expect_used)]
 
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use anatomy_proto::gateway::v1 as api;
 use anatomy_proto::gateway::v1::ledger_client::LedgerClient;
+use anatomy_runtime::tls::Identity;
 use anatomy_runtime::{Health, Shutdown};
 use clap::Parser;
 use tokio::net::TcpListener;
@@ -25,6 +27,14 @@ impl Service {
         self.shutdown.trigger();
         let _ = self.task.await;
     }
+}
+
+/// This test process's TLS directory: the services make development
+/// certificates in it (--tls-dev-certs defaults to true), like `cargo run`.
+fn tls_dir() -> String {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().expect("tempdir"));
+    dir.path().join("tls").display().to_string()
 }
 
 async fn listener() -> (TcpListener, String) {
@@ -47,13 +57,25 @@ async fn storage(dir: &std::path::Path) -> (Service, String) {
         "200ms",
         "--raft-heartbeat",
         "30ms",
+        "--tls-dir",
+        &tls_dir(),
     ]);
     let map = storage::load_map(&cli.node).expect("map");
-    let node = storage::node::StorageNode::start(storage::node_config(&cli.node, map))
+    let transport = cli
+        .node
+        .tls
+        .transport(Identity::storage(0, 1))
+        .expect("certificates");
+    let node = storage::node::StorageNode::start(storage::node_config(&cli.node, map, transport))
         .await
         .expect("storage node");
     let health = Health::new(&[storage::HEALTH_SERVICE]).await;
     let shutdown = Shutdown::new();
+    let probe = anatomy_runtime::server::spawn_health_listener("127.0.0.1:0", &health, &shutdown)
+        .await
+        .expect("health listener")
+        .expect("bound")
+        .to_string();
     let options = storage::ServeOptions {
         request_timeout: Duration::from_secs(5),
         limits: anatomy_runtime::server::ServerLimits {
@@ -73,11 +95,11 @@ async fn storage(dir: &std::path::Path) -> (Service, String) {
     });
     anatomy_runtime::healthcheck::run(
         &anatomy_runtime::HealthcheckArgs {
-            addr: Some(addr.clone()),
+            addr: Some(probe.clone()),
             service: String::new(),
             wait: Duration::from_secs(10),
         },
-        &addr,
+        &probe,
     )
     .await
     .expect("storage becomes SERVING");
@@ -92,13 +114,20 @@ async fn business(storage_addr: &str) -> (Service, String) {
         &addr,
         "--storage-addr",
         storage_addr,
+        "--tls-dir",
+        &tls_dir(),
     ]);
+    let transport = cli
+        .service
+        .tls
+        .transport(Identity::Business)
+        .expect("certificates");
     let health = Health::new(&[business::HEALTH_SERVICE]).await;
     let shutdown = Shutdown::new();
     let task = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
-            business::serve(&cli.service, listener, health, shutdown)
+            business::serve(&cli.service, &transport, listener, health, shutdown)
                 .await
                 .expect("business");
         }
@@ -112,8 +141,11 @@ async fn gateway(business_addrs: &str) -> (Service, LedgerClient<Channel>) {
 
 async fn gateway_with(business_addrs: &str, extra: &[&str]) -> (Service, LedgerClient<Channel>) {
     let (listener, addr) = listener().await;
+    let tls = tls_dir();
     let mut args = vec![
         "gateway",
+        "--tls-dir",
+        &tls,
         "--listen",
         &addr,
         "--business-addr",
@@ -125,12 +157,17 @@ async fn gateway_with(business_addrs: &str, extra: &[&str]) -> (Service, LedgerC
     ];
     args.extend_from_slice(extra);
     let cli = gateway::config::Cli::parse_from(args);
+    let transport = cli
+        .service
+        .tls
+        .transport(Identity::Gateway)
+        .expect("certificates");
     let health = Health::new(&[gateway::HEALTH_SERVICE]).await;
     let shutdown = Shutdown::new();
     let task = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
-            gateway::serve(&cli.service, listener, health, shutdown)
+            gateway::serve(&cli.service, &transport, listener, health, shutdown)
                 .await
                 .expect("gateway");
         }

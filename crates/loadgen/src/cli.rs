@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anatomy_runtime::parse_duration;
+use anatomy_runtime::tls::args::ToolTlsArgs;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::targets::storage::Op;
@@ -318,6 +319,10 @@ pub struct StorageArgs {
     /// The single storage node when there is no --shard-map.
     #[arg(long, env = "ANATOMY_STORAGE_ADDR", default_value = "127.0.0.1:50071")]
     pub storage_addr: String,
+
+    /// Storage is reached with mutual TLS as the operator.
+    #[command(flatten)]
+    pub tls: ToolTlsArgs,
 
     #[command(flatten)]
     pub kv: KvArgs,

@@ -61,7 +61,12 @@ pub async fn run(cli: Cli) -> Result<(), LoadError> {
                 Some(path) => ShardMap::load(path).map_err(setup)?,
                 None => ShardMap::single(&args.storage_addr),
             };
-            let client = StorageClient::new(map, ClientConfig::default()).map_err(setup)?;
+            let transport = args
+                .tls
+                .transport(args.shard_map.as_deref())
+                .map_err(setup)?;
+            let client =
+                StorageClient::new(map, ClientConfig::default(), &transport).map_err(setup)?;
             let make = |op, offset| Storage {
                 client: client.clone(),
                 op,

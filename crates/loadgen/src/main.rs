@@ -5,6 +5,7 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    anatomy_runtime::tls::install_provider();
     loadgen::run(loadgen::cli::Cli::parse()).await?;
     Ok(())
 }

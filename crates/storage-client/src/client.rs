@@ -19,9 +19,10 @@ use std::time::Duration;
 use anatomy_proto::storage::v1 as pb;
 use anatomy_proto::storage::v1::kv_client::KvClient;
 use anatomy_runtime::layers::propagate::{Propagate, PropagateLayer};
+use anatomy_runtime::tls::{Identity, Transport, transport::endpoint};
 use rand::Rng;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tower::Layer as _;
 
@@ -77,6 +78,9 @@ pub enum StorageError {
     /// A replica address in the shard map is not a valid URI.
     #[error("bad storage address {addr}: {detail}")]
     BadAddress { addr: String, detail: String },
+    /// Our certificate cannot be used to reach storage.
+    #[error("cannot set up TLS to storage: {0}")]
+    Tls(String),
 }
 
 const NO_LEADER: usize = usize::MAX;
@@ -110,8 +114,13 @@ pub struct StorageClient {
 }
 
 impl StorageClient {
-    /// A client for `map`; connects lazily.
-    pub fn new(map: ShardMap, config: ClientConfig) -> Result<Self, StorageError> {
+    /// A client for `map` over `transport` (with mTLS, each replica's
+    /// connection accepts only that replica's identity); connects lazily.
+    pub fn new(
+        map: ShardMap,
+        config: ClientConfig,
+        transport: &Transport,
+    ) -> Result<Self, StorageError> {
         let shards = map
             .shards
             .iter()
@@ -119,7 +128,10 @@ impl StorageClient {
                 let clients = spec
                     .replicas
                     .iter()
-                    .map(|r| connect(&r.addr, config.connect_timeout))
+                    .map(|r| {
+                        let peer = Identity::storage(spec.id, r.id);
+                        connect(&r.addr, peer, config.connect_timeout, transport)
+                    })
                     .collect::<Result<_, _>>()?;
                 Ok(ShardRoute {
                     spec: spec.clone(),
@@ -335,18 +347,21 @@ fn with_timeout<T>(message: T, timeout: Duration) -> tonic::Request<T> {
 
 fn connect(
     addr: &str,
+    peer: Identity,
     connect_timeout: Duration,
+    transport: &Transport,
 ) -> Result<KvClient<Propagate<Channel>>, StorageError> {
-    let endpoint =
-        Endpoint::from_shared(format!("http://{addr}")).map_err(|e| StorageError::BadAddress {
-            addr: addr.to_string(),
-            detail: e.to_string(),
-        })?;
-    let channel = endpoint
+    let endpoint = endpoint(addr).map_err(|e| StorageError::BadAddress {
+        addr: addr.to_string(),
+        detail: e.to_string(),
+    })?;
+    let endpoint = endpoint
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_while_idle(true)
-        .connect_lazy();
+        .keep_alive_while_idle(true);
+    let channel = transport
+        .lazy_channel(endpoint, peer)
+        .map_err(|e| StorageError::Tls(e.to_string()))?;
     Ok(KvClient::new(PropagateLayer.layer(channel)))
 }

@@ -15,6 +15,8 @@ use storage_client::shard_map::{ReplicaSpec, ShardSpec};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use anatomy_runtime::tls::Identity;
+
 use crate::node::StorageNode;
 use crate::raft::network::lazy_channel;
 
@@ -37,7 +39,7 @@ impl AdminService {
         }
     }
 
-    fn channel(&self, addr: &str) -> Result<Channel, String> {
+    fn channel(&self, addr: &str, peer: Identity) -> Result<Channel, String> {
         let mut channels = self
             .channels
             .lock()
@@ -45,18 +47,18 @@ impl AdminService {
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
-        let channel = lazy_channel(addr, ASK_TIMEOUT).map_err(|e| e.to_string())?;
+        let channel = lazy_channel(&self.node.transport, addr, peer, ASK_TIMEOUT)?;
         channels.insert(addr.to_string(), channel.clone());
         Ok(channel)
     }
 
-    async fn ask(&self, replica: &ReplicaSpec) -> pb::ReplicaStatus {
+    async fn ask(&self, shard: u32, replica: &ReplicaSpec) -> pb::ReplicaStatus {
         let mut status = pb::ReplicaStatus {
             replica_id: replica.id,
             addr: replica.addr.clone(),
             ..Default::default()
         };
-        let answer = match self.channel(&replica.addr) {
+        let answer = match self.channel(&replica.addr, Identity::storage(shard, replica.id)) {
             Ok(channel) => {
                 let mut request = Request::new(pb::NodeStatusRequest {});
                 request.set_timeout(ASK_TIMEOUT);
@@ -79,7 +81,7 @@ impl AdminService {
     }
 
     async fn shard_status(&self, shard: &ShardSpec) -> pb::ShardStatus {
-        let replicas = join_all(shard.replicas.iter().map(|r| self.ask(r))).await;
+        let replicas = join_all(shard.replicas.iter().map(|r| self.ask(shard.id, r))).await;
         // The leader of the highest term any reachable replica reports.
         let leader = replicas
             .iter()

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anatomy_runtime::tls::TlsArgs;
 use anatomy_runtime::{CommonArgs, HealthcheckArgs, parse_duration};
 use clap::{Args, Parser, Subcommand};
 
@@ -61,6 +62,12 @@ pub struct StorageArgs {
     #[arg(long, env = "ANATOMY_METRICS_LISTEN", default_value = "127.0.0.1:9071")]
     pub metrics_listen: String,
 
+    /// Address to serve grpc.health.v1 on in plaintext, for probes that
+    /// cannot present a client certificate (kubelet, Compose, the
+    /// `healthcheck` subcommand), or "off". It serves nothing else.
+    #[arg(long, env = "ANATOMY_HEALTH_LISTEN", default_value = "127.0.0.1:50571")]
+    pub health_listen: String,
+
     /// Where the Raft log, the state machine and snapshots live.
     /// Default: .anatomy/data/storage-s<shard>-r<replica>.
     #[arg(long, env = "ANATOMY_DATA_DIR")]
@@ -75,6 +82,9 @@ pub struct StorageArgs {
 
     #[command(flatten)]
     pub proposer: ProposerArgs,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
 
     #[command(flatten)]
     pub common: CommonArgs,
@@ -193,6 +203,10 @@ mod tests {
             "ANATOMY_LISTEN",
             "ANATOMY_DATA_DIR",
             "ANATOMY_MAX_IN_FLIGHT",
+            "ANATOMY_HEALTH_LISTEN",
+            "ANATOMY_TLS_DIR",
+            "ANATOMY_TLS_DEV_CERTS",
+            "ANATOMY_INSECURE_PLAINTEXT",
         ] {
             assert!(help.contains(var), "{var} missing from --help");
         }

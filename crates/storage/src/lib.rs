@@ -25,7 +25,9 @@ use anatomy_proto::storage::v1::FILE_DESCRIPTOR_SET;
 use anatomy_proto::storage::v1::admin_server::AdminServer;
 use anatomy_proto::storage::v1::kv_server::KvServer;
 use anatomy_proto::storage::v1::raft_server::RaftServer;
+use anatomy_runtime::layers::authorize::{Caller, Matrix};
 use anatomy_runtime::server::{self, ServerError, ServerLimits};
+use anatomy_runtime::tls::{Identity, TlsError, Transport};
 use anatomy_runtime::{Health, Shutdown};
 use storage_client::shard_map::{ShardMap, ShardMapError};
 use tokio::net::TcpListener;
@@ -51,6 +53,27 @@ pub enum RunError {
     UnknownHost(String),
     #[error(transparent)]
     Metrics(#[from] anatomy_runtime::prometheus::MetricsError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Who may call a replica of shard `shard`: the ledger and the operator
+/// read and write; only the shard's own replicas speak Raft to it; the
+/// operator and every replica (ClusterStatus asks them all) read Admin.
+pub fn access(shard: u32) -> Matrix {
+    Matrix::new()
+        .allow(
+            "anatomy.storage.v1.Kv",
+            &[
+                Caller::Is(Identity::Business),
+                Caller::Is(Identity::Operator),
+            ],
+        )
+        .allow("anatomy.storage.v1.Raft", &[Caller::StorageOfShard(shard)])
+        .allow(
+            "anatomy.storage.v1.Admin",
+            &[Caller::Is(Identity::Operator), Caller::AnyStorage],
+        )
 }
 
 /// The shard map from `--shard-map`, or a one-node map at the listen address.
@@ -66,8 +89,9 @@ pub fn load_map(args: &StorageArgs) -> Result<ShardMap, ShardMapError> {
 }
 
 /// The node configuration the flags describe.
-pub fn node_config(args: &StorageArgs, map: ShardMap) -> NodeConfig {
+pub fn node_config(args: &StorageArgs, map: ShardMap, transport: Transport) -> NodeConfig {
     NodeConfig {
+        transport,
         map,
         shard: args.shard,
         replica: args.replica,
@@ -137,15 +161,19 @@ pub async fn run(mut args: StorageArgs) -> Result<(), RunError> {
             ("replica", args.replica.to_string()),
         ],
     )?;
+    let transport = args
+        .tls
+        .transport(Identity::storage(args.shard, args.replica))?;
     let listener = server::bind(&listen_addr(&args, &map)).await?;
     let health = Health::new(&[HEALTH_SERVICE]).await;
     let shutdown = Shutdown::on_signals(health.clone())?;
+    server::spawn_health_listener(&args.health_listen, &health, &shutdown).await?;
     let options = ServeOptions {
         request_timeout: args.request_timeout,
         limits: args.common.limits(args.request_timeout),
         shutdown_grace: args.common.shutdown_grace,
     };
-    let node = StorageNode::start(node_config(&args, map)).await?;
+    let node = StorageNode::start(node_config(&args, map, transport)).await?;
     serve(node, listener, options, health, shutdown).await
 }
 
@@ -180,29 +208,29 @@ pub async fn serve(
     });
     let (reflection, reflection_alpha) =
         server::reflection(&[FILE_DESCRIPTOR_SET, tonic_types::pb::FILE_DESCRIPTOR_SET])?;
-    let serving = server::builder(
-        options.limits,
-        anatomy_runtime::layers::authorize::AuthorizeLayer::off(),
-    )
-    .add_service(health_service)
-    .add_service(reflection)
-    .add_service(reflection_alpha)
-    .add_service(
-        KvServer::new(kv::KvService::new(node.clone(), options.request_timeout))
-            .max_decoding_message_size(options.limits.max_request_bytes),
-    )
-    .add_service(
-        RaftServer::new(raft::service::RaftService::new(
-            node.shard().id,
-            node.me.id,
-            node.raft.clone(),
-        ))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES),
-    )
-    .add_service(AdminServer::new(admin::AdminService::new(node.clone())))
-    .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait());
-    tracing::info!(%addr, shard = node.shard().id, replica = node.me.id, "storage listening");
+    let authorize = node.transport.authorize(access(node.shard().id));
+    let incoming = node.transport.incoming(listener)?;
+    let serving = server::builder(options.limits, authorize)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(
+            KvServer::new(kv::KvService::new(node.clone(), options.request_timeout))
+                .max_decoding_message_size(options.limits.max_request_bytes),
+        )
+        .add_service(
+            RaftServer::new(raft::service::RaftService::new(
+                node.shard().id,
+                node.me.id,
+                node.raft.clone(),
+            ))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(AdminServer::new(admin::AdminService::new(node.clone())))
+        .serve_with_incoming_shutdown(incoming, shutdown.wait());
+    tracing::info!(%addr, shard = node.shard().id, replica = node.me.id,
+        mtls = node.transport.is_mtls(), "storage listening");
     let result = server::run(serving, &shutdown, options.shutdown_grace).await;
     node.shutdown().await;
     tracing::info!("storage stopped");

@@ -12,12 +12,11 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Healthcheck(check)) = &cli.command {
-        let map = storage::load_map(&cli.node)?;
-        let default = probe_addr(&storage::listen_addr(&cli.node, &map));
-        anatomy_runtime::healthcheck::run(check, &default).await?;
+        anatomy_runtime::healthcheck::run(check, &probe_addr(&cli.node.health_listen)).await?;
         return Ok(());
     }
     let _telemetry = anatomy_runtime::telemetry::init("storage", cli.node.common.log_format)?;
+    anatomy_runtime::tls::install_provider();
     storage::run(cli.node).await?;
     Ok(())
 }

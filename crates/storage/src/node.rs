@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anatomy_runtime::tls::Transport;
 use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
 use storage_client::shard_map::{ReplicaSpec, ShardMap, ShardSpec};
@@ -53,6 +54,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub raft: RaftTuning,
     pub limits: ProposerLimits,
+    /// How this replica serves and reaches its peers (mTLS as itself).
+    pub transport: Transport,
 }
 
 /// Why a replica could not start.
@@ -85,6 +88,7 @@ pub struct StorageNode {
     pub engine: Arc<RedbEngine>,
     pub proposer: Proposer,
     pub reads: ReadBarrier,
+    pub transport: Transport,
 }
 
 impl std::fmt::Debug for StorageNode {
@@ -148,7 +152,12 @@ impl StorageNode {
             Arc::new(RedbEngine::open(&cfg.data_dir.join("state.redb")).map_err(storage_err)?);
         let snapshots = SnapshotDir::open(cfg.data_dir.join("snapshots")).map_err(storage_err)?;
         let sm = StateMachine::new(engine.clone(), snapshots, cfg.raft.sync_every);
-        let network = Network::new(shard.clone(), cfg.map.version, Duration::from_secs(1));
+        let network = Network::new(
+            shard.clone(),
+            cfg.map.version,
+            Duration::from_secs(1),
+            cfg.transport.clone(),
+        );
         let config = Arc::new(raft_config(shard.id, &cfg.raft)?);
         let raft = match cfg.raft.log {
             LogKind::Wal => {
@@ -174,6 +183,7 @@ impl StorageNode {
             map: Arc::new(cfg.map),
             raft,
             engine,
+            transport: cfg.transport,
         })
     }
 

@@ -84,6 +84,7 @@ fn error_kind(e: &storage_client::StorageError) -> String {
         storage_client::StorageError::WrongShard { .. } => "WrongShard".into(),
         storage_client::StorageError::Rejected { code, .. } => format!("{code:?}"),
         storage_client::StorageError::BadAddress { .. } => "BadAddress".into(),
+        storage_client::StorageError::Tls(_) => "Tls".into(),
     }
 }
 

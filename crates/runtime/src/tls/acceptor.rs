@@ -47,6 +47,13 @@ impl std::fmt::Debug for ServerConn {
     }
 }
 
+impl ServerConn {
+    /// What we know of the peer.
+    pub fn peer(&self) -> &PeerInfo {
+        &self.peer
+    }
+}
+
 impl Connected for ServerConn {
     type ConnectInfo = PeerInfo;
 

@@ -17,8 +17,10 @@ use super::material::TlsError;
 use super::provider;
 use super::store::CertStore;
 
-/// ALPN for gRPC.
+/// ALPN for gRPC (and HTTP/2).
 pub const H2: &[u8] = b"h2";
+/// ALPN for HTTP/1.1.
+pub const HTTP1: &[u8] = b"http/1.1";
 
 /// Serves the store's current certificate.
 #[derive(Debug)]

@@ -14,6 +14,7 @@ use super::client::{self, MtlsConnector};
 use super::material::TlsError;
 use super::server;
 use super::store::{CertStore, TlsPaths};
+use crate::layers::authorize::{AuthorizeLayer, Matrix};
 
 /// Plaintext or mutual TLS, for serving and for dialing.
 #[derive(Debug, Clone)]
@@ -48,6 +49,15 @@ impl Transport {
         let store = CertStore::open(TlsPaths::in_dir(dir, me), Some(me))?;
         store.spawn_watch(reload);
         Ok(Self::Mtls(store))
+    }
+
+    /// The authorization a server over this transport enforces: `matrix`
+    /// with mTLS; nothing in plaintext (there are no identities).
+    pub fn authorize(&self, matrix: Matrix) -> AuthorizeLayer {
+        match self {
+            Self::Plaintext => AuthorizeLayer::off(),
+            Self::Mtls(_) => AuthorizeLayer::new(matrix),
+        }
     }
 
     /// Whether connections are mutual TLS.

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use anatomy_proto::storage::v1::raft_client::RaftClient;
 use anatomy_proto::storage::v1::{RaftReply, RaftRequest};
+use anatomy_runtime::tls::transport::endpoint;
+use anatomy_runtime::tls::{Identity, Transport};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -20,7 +22,7 @@ use openraft::raft::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use storage_client::shard_map::ShardSpec;
 
@@ -35,32 +37,45 @@ pub struct Network {
     shard: ShardSpec,
     map_version: u64,
     connect_timeout: Duration,
+    transport: Transport,
     channels: HashMap<NodeId, Channel>,
 }
 
 impl Network {
-    /// The network of shard `shard_id`.
-    pub fn new(shard: ShardSpec, map_version: u64, connect_timeout: Duration) -> Self {
+    /// The network of shard `shard_id`, over `transport`.
+    pub fn new(
+        shard: ShardSpec,
+        map_version: u64,
+        connect_timeout: Duration,
+        transport: Transport,
+    ) -> Self {
         Self {
             shard,
             map_version,
             connect_timeout,
+            transport,
             channels: HashMap::new(),
         }
     }
 }
 
-/// Connects lazily to `addr` (host:port); reconnects by itself.
+/// Connects lazily to `addr` (host:port), which must be `peer`;
+/// reconnects by itself.
 pub fn lazy_channel(
+    transport: &Transport,
     addr: &str,
+    peer: Identity,
     connect_timeout: Duration,
-) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+) -> Result<Channel, String> {
+    let endpoint = endpoint(addr)
+        .map_err(|e| format!("bad address {addr}: {e}"))?
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
+        .keep_alive_while_idle(true);
+    transport
+        .lazy_channel(endpoint, peer)
+        .map_err(|e| e.to_string())
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -73,9 +88,10 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             .shard
             .replica(target)
             .map_or_else(|| node.addr.clone(), |r| r.addr.clone());
+        let peer = Identity::storage(self.shard.id, target);
         let channel = match self.channels.get(&target) {
             Some(channel) => Ok(channel.clone()),
-            None => lazy_channel(&addr, self.connect_timeout).inspect(|c| {
+            None => lazy_channel(&self.transport, &addr, peer, self.connect_timeout).inspect(|c| {
                 self.channels.insert(target, c.clone());
             }),
         };
@@ -100,7 +116,7 @@ pub struct Peer {
     map_version: u64,
     target: NodeId,
     addr: String,
-    client: Result<RaftClient<Channel>, tonic::transport::Error>,
+    client: Result<RaftClient<Channel>, String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -132,7 +148,7 @@ impl Peer {
         let unreachable = |m: String| RPCError::Unreachable(Unreachable::new(&PeerError(m)));
         let client = match &mut self.client {
             Ok(client) => client,
-            Err(e) => return Err(unreachable(format!("bad address {}: {e}", self.addr))),
+            Err(e) => return Err(unreachable(format!("{}: {e}", self.addr))),
         };
         let payload =
             postcard::to_stdvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;

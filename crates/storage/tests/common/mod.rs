@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use anatomy_runtime::tls::{Identity, Transport};
 use anatomy_runtime::{Health, Shutdown};
 use storage::node::{NodeConfig, RaftTuning, StorageNode};
 use storage::proposer::ProposerLimits;
@@ -61,15 +62,23 @@ async fn ports(n: usize) -> Vec<SocketAddr> {
 }
 
 impl Cluster {
-    /// `shards` shards of `replicas` replicas each, all started.
+    /// `shards` shards of `replicas` replicas each, all started, talking
+    /// mutual TLS with certificates in `<dir>/tls`.
     pub async fn start(shards: u32, replicas: u64, tuning: RaftTuning) -> Self {
         let addrs = ports((shards as usize) * (replicas as usize)).await;
         let map = ShardMap::uniform(shards, replicas, |s, r| {
             addrs[(s as usize) * (replicas as usize) + (r as usize - 1)].to_string()
         });
+        let dir = tempfile::tempdir().expect("tempdir");
+        anatomy_certs::TlsDir::new(dir.path().join("tls"))
+            .init(
+                &anatomy_certs::cluster_identities(shards, replicas),
+                &anatomy_certs::LeafOptions::default(),
+            )
+            .expect("certificates");
         let mut cluster = Self {
             map,
-            dir: tempfile::tempdir().expect("tempdir"),
+            dir,
             replicas: Vec::new(),
             tuning,
         };
@@ -93,6 +102,17 @@ impl Cluster {
         (shard.id, r.id, r.addr.clone())
     }
 
+    /// mTLS as `who`, with the cluster's certificates.
+    pub fn transport(&self, who: Identity) -> Transport {
+        Transport::mtls(&self.tls_dir(), who, Duration::from_millis(100), false)
+            .expect("certificates")
+    }
+
+    /// Where the cluster's certificates are.
+    pub fn tls_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("tls")
+    }
+
     pub fn data_dir(&self, i: usize) -> std::path::PathBuf {
         let (s, r, _) = self.spec(i);
         self.dir.path().join(format!("s{s}-r{r}"))
@@ -108,6 +128,7 @@ impl Cluster {
             data_dir: self.data_dir(i),
             raft: self.tuning.clone(),
             limits: limits(),
+            transport: self.transport(Identity::storage(shard, replica)),
         };
         let listener = bind_retrying(&addr).await;
         let node = StorageNode::start(config).await.expect("start node");
@@ -148,8 +169,19 @@ impl Cluster {
         &self.replicas[i].as_ref().expect("replica is running").node
     }
 
+    /// A storage client as the business service.
     pub fn client(&self) -> StorageClient {
-        StorageClient::new(self.map.clone(), ClientConfig::default()).expect("client")
+        self.client_as(Identity::Business)
+    }
+
+    /// A storage client with `who`'s certificate.
+    pub fn client_as(&self, who: Identity) -> StorageClient {
+        StorageClient::new(
+            self.map.clone(),
+            ClientConfig::default(),
+            &self.transport(who),
+        )
+        .expect("client")
     }
 
     /// The leader of `shard` once every running replica agrees on one.
