@@ -68,18 +68,6 @@ pub struct BusinessArgs {
     #[arg(long, env = "ANATOMY_RECOVERY_AFTER", value_parser = parse_duration, default_value = "5s")]
     pub recovery_after: Duration,
 
-    /// How many pending transfers the recovery worker drives at once (each
-    /// with its own --request-timeout), so that one stuck on a shard without
-    /// a majority does not hold up the others.
-    #[arg(long, env = "ANATOMY_RECOVERY_CONCURRENCY", default_value_t = 16)]
-    pub recovery_concurrency: usize,
-
-    /// Longest the recovery worker leaves a transfer alone after its
-    /// recovery failed (it backs off from 2 × --recovery-interval, doubling
-    /// per failure, up to this).
-    #[arg(long, env = "ANATOMY_RECOVERY_MAX_BACKOFF", value_parser = parse_duration, default_value = "1m")]
-    pub recovery_max_backoff: Duration,
-
     /// Pause before each step of a cross-shard transfer, to watch the saga
     /// (or kill a replica mid-transfer and watch recovery). 0 in production.
     #[arg(long, env = "ANATOMY_SAGA_STEP_PAUSE", value_parser = parse_duration, default_value = "0s")]
@@ -102,8 +90,6 @@ mod tests {
             "ANATOMY_SHARD_MAP",
             "ANATOMY_STORAGE_ADDR",
             "ANATOMY_REQUEST_TIMEOUT",
-            "ANATOMY_RECOVERY_CONCURRENCY",
-            "ANATOMY_RECOVERY_MAX_BACKOFF",
         ] {
             assert!(help.contains(var), "{var} missing from --help");
         }

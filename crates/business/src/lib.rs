@@ -10,20 +10,19 @@ pub mod domain;
 
 use std::sync::Arc;
 
+use anatomy_proto::business::v1::FILE_DESCRIPTOR_SET;
+use anatomy_proto::business::v1::ledger_server::LedgerServer;
 use anatomy_runtime::server::{self, ServerError};
 use anatomy_runtime::{Health, Shutdown};
-use business_api::v1::FILE_DESCRIPTOR_SET;
-use business_api::v1::ledger_server::LedgerServer;
-use storage_api::shard_map::ShardMapError;
+use storage_client::shard_map::ShardMapError;
 use storage_client::{ClientConfig, ShardMap, StorageClient, StorageError};
 use tokio::net::TcpListener;
 
 use crate::adapters::grpc::LedgerService;
 use crate::adapters::storage::StorageStore;
 use crate::app::Ledger;
-use crate::app::RecoveryConfig;
 use crate::app::ports::SystemClock;
-use crate::app::recovery_worker;
+use crate::app::recovery::{self, RecoveryConfig};
 use crate::config::BusinessArgs;
 
 /// The health service name readiness is reported under (and "").
@@ -83,15 +82,9 @@ pub async fn serve(
     let worker = RecoveryConfig {
         every: args.recovery_interval,
         older_than: args.recovery_after,
-        transfer_budget: args.request_timeout,
-        concurrency: args.recovery_concurrency,
-        max_backoff: args.recovery_max_backoff,
+        pass_budget: args.request_timeout,
     };
-    tokio::spawn(recovery_worker::run(
-        ledger.clone(),
-        worker,
-        shutdown.wait(),
-    ));
+    tokio::spawn(recovery::run(ledger.clone(), worker, shutdown.wait()));
     let (reflection, reflection_alpha) = server::reflection(&[FILE_DESCRIPTOR_SET])?;
     let limits = args.common.limits(args.request_timeout);
     let serving = server::builder(limits)

@@ -1,17 +1,10 @@
 //! `loadgen`: see `loadgen --help`.
 #![forbid(unsafe_code)]
 
-use std::process::ExitCode;
-
 use clap::Parser;
 
 #[tokio::main]
-async fn main() -> ExitCode {
-    match loadgen::run(loadgen::cli::Cli::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(e.exit_code())
-        }
-    }
+async fn main() -> anyhow::Result<()> {
+    loadgen::run(loadgen::cli::Cli::parse()).await?;
+    Ok(())
 }

@@ -15,8 +15,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use gateway_api::v1 as api;
-use gateway_api::v1::ledger_client::LedgerClient;
+use anatomy_proto::gateway::v1 as api;
+use anatomy_proto::gateway::v1::ledger_client::LedgerClient;
 use rand::Rng;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
@@ -257,7 +257,6 @@ impl Bank {
         finals
     }
 
-    /// Invariants 1, 2, 4 and 5, account by account, then across them.
     async fn check_balances_and_histories(
         &self,
         attempts: &[Attempt],
@@ -267,12 +266,59 @@ impl Bank {
         let mut total = 0;
         let mut in_history: HashMap<usize, HashSet<String>> = HashMap::new();
         for i in 0..self.accounts {
-            let Some((balance, transfers)) = self.check_account(i, verdict).await else {
-                continue;
+            let name = Self::account(i);
+            let account = match self
+                .patiently("reading an account", || async {
+                    let r = self
+                        .request(api::GetAccountRequest {
+                            account_id: name.clone(),
+                        })
+                        .map_err(tonic::Status::internal)?;
+                    self.client().get_account(r).await
+                })
+                .await
+            {
+                Ok(a) => a.into_inner(),
+                Err(e) => {
+                    verdict.violations.push(e);
+                    continue;
+                }
             };
-            total += balance;
-            if let Some(transfers) = transfers {
-                in_history.insert(i, transfers);
+            total += account.balance;
+            if account.balance < 0 {
+                verdict
+                    .violations
+                    .push(format!("{name} has a negative balance {}", account.balance));
+            }
+            match self.history(&name).await {
+                Ok(entries) => {
+                    let mut running = 0;
+                    for e in entries.iter().rev() {
+                        running += e.amount;
+                        if e.balance_after != running {
+                            verdict.violations.push(format!(
+                                "{name}: entry {} says balance {} but the entries before it sum to {running}",
+                                e.sequence, e.balance_after
+                            ));
+                            break;
+                        }
+                    }
+                    if running != account.balance {
+                        verdict.violations.push(format!(
+                            "{name}: balance {} but its history sums to {running}",
+                            account.balance
+                        ));
+                    }
+                    in_history.insert(
+                        i,
+                        entries
+                            .into_iter()
+                            .map(|e| e.transfer_id)
+                            .filter(|t| !t.is_empty())
+                            .collect(),
+                    );
+                }
+                Err(e) => verdict.violations.push(e),
             }
         }
         let expected = self.initial * self.accounts as i64;
@@ -281,69 +327,6 @@ impl Bank {
                 "the balances sum to {total}, but {expected} was deposited"
             ));
         }
-        Self::check_completed_recorded(attempts, finals, &in_history, verdict);
-    }
-
-    /// One account: its balance (never negative) and, if its history could
-    /// be read, the transfers in it (the history must replay to the balance).
-    async fn check_account(
-        &self,
-        i: usize,
-        verdict: &mut Verdict,
-    ) -> Option<(i64, Option<HashSet<String>>)> {
-        let name = Self::account(i);
-        let account = match self.read_account(&name).await {
-            Ok(a) => a,
-            Err(e) => {
-                verdict.violations.push(e);
-                return None;
-            }
-        };
-        if account.balance < 0 {
-            verdict
-                .violations
-                .push(format!("{name} has a negative balance {}", account.balance));
-        }
-        let transfers = match self.history(&name).await {
-            Ok(entries) => {
-                check_replay(&name, &entries, account.balance, verdict);
-                Some(
-                    entries
-                        .into_iter()
-                        .map(|e| e.transfer_id)
-                        .filter(|t| !t.is_empty())
-                        .collect(),
-                )
-            }
-            Err(e) => {
-                verdict.violations.push(e);
-                None
-            }
-        };
-        Some((account.balance, transfers))
-    }
-
-    async fn read_account(&self, name: &str) -> Result<api::Account, String> {
-        self.patiently("reading an account", || async {
-            let r = self
-                .request(api::GetAccountRequest {
-                    account_id: name.to_string(),
-                })
-                .map_err(tonic::Status::internal)?;
-            self.client().get_account(r).await
-        })
-        .await
-        .map(|a| a.into_inner())
-    }
-
-    /// Every transfer acknowledged COMPLETED ended COMPLETED, and every
-    /// COMPLETED one is in both accounts' histories.
-    fn check_completed_recorded(
-        attempts: &[Attempt],
-        finals: &HashMap<String, Option<api::Transfer>>,
-        in_history: &HashMap<usize, HashSet<String>>,
-        verdict: &mut Verdict,
-    ) {
         for a in attempts {
             let completed = matches!(finals.get(&a.transfer_id), Some(Some(t)) if t.status() == api::TransferStatus::Completed);
             if a.heard == Heard::Completed && !completed {
@@ -352,19 +335,18 @@ impl Bank {
                     a.transfer_id
                 ));
             }
-            if !completed {
-                continue;
-            }
-            for side in [a.from, a.to] {
-                if !in_history
-                    .get(&side)
-                    .is_some_and(|h| h.contains(&a.transfer_id))
-                {
-                    verdict.violations.push(format!(
-                        "COMPLETED {} is missing from {}'s history",
-                        a.transfer_id,
-                        Self::account(side)
-                    ));
+            if completed {
+                for side in [a.from, a.to] {
+                    if !in_history
+                        .get(&side)
+                        .is_some_and(|h| h.contains(&a.transfer_id))
+                    {
+                        verdict.violations.push(format!(
+                            "COMPLETED {} is missing from {}'s history",
+                            a.transfer_id,
+                            Self::account(side)
+                        ));
+                    }
                 }
             }
         }
@@ -394,27 +376,6 @@ impl Bank {
             }
             token = page.next_page_token;
         }
-    }
-}
-
-/// An account's entries (newest first) replay to its balance: each
-/// entry's balance-after is the sum of the amounts up to it.
-fn check_replay(name: &str, entries: &[api::Entry], balance: i64, verdict: &mut Verdict) {
-    let mut running = 0;
-    for e in entries.iter().rev() {
-        running += e.amount;
-        if e.balance_after != running {
-            verdict.violations.push(format!(
-                "{name}: entry {} says balance {} but the entries before it sum to {running}",
-                e.sequence, e.balance_after
-            ));
-            break;
-        }
-    }
-    if running != balance {
-        verdict.violations.push(format!(
-            "{name}: balance {balance} but its history sums to {running}"
-        ));
     }
 }
 

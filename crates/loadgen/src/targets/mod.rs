@@ -3,7 +3,6 @@
 pub mod bank;
 pub mod etcd;
 pub mod ledger;
-pub mod register;
 pub mod storage;
 
 /// A short failure kind for a gRPC status. tonic reports its own client-side
