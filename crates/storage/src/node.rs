@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
-use storage_client::shard_map::{ReplicaSpec, ShardMap, ShardSpec};
+use storage_api::shard_map::{ReplicaSpec, ShardMap, ShardSpec};
 
 use crate::damage::{Damage, OnDamage, move_aside};
 use crate::engine::redb::RedbEngine;
 use crate::engine::{Engine, Meta};
 use crate::fence::Fence;
 use crate::files::{Files, Log, OpenError};
+use crate::grpc::raft_network::Network;
 use crate::proposer::{Proposer, ProposerLimits};
-use crate::raft::network::Network;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{NodeId, Raft};
 use crate::reads::ReadBarrier;

@@ -25,13 +25,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anatomy_proto::storage::v1::NodeStatusRequest;
-use anatomy_proto::storage::v1::admin_client::AdminClient;
 use serde::{Deserialize, Serialize};
-use storage_client::shard_map::{ReplicaSpec, ShardSpec};
+use storage_api::shard_map::{ReplicaSpec, ShardSpec};
+use storage_api::v1::NodeStatusRequest;
+use storage_api::v1::admin_client::AdminClient;
 
+use crate::grpc::raft_network::lazy_channel;
 use crate::raft::Raft;
-use crate::raft::network::lazy_channel;
 
 /// The marker file of a replica being rebuilt.
 pub const MARKER: &str = "REBUILDING";

@@ -27,7 +27,7 @@ pub const MAX_HEADER_BYTES: u32 = 1 << 20;
 
 /// The largest key or value accepted: no item can be bigger than the Raft
 /// message that wrote it.
-pub const MAX_ITEM_BYTES: u32 = super::network::MAX_MESSAGE_BYTES as u32;
+pub const MAX_ITEM_BYTES: u32 = crate::grpc::raft_network::MAX_MESSAGE_BYTES as u32;
 
 /// What a snapshot file says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -29,7 +29,7 @@ use super::types::{Entry, LogId, StorageIoError, TypeConfig, Vote};
 
 /// The largest value a WAL record may carry. A length read from disk is
 /// checked against it before anything is allocated.
-pub const MAX_WIRE_BYTES: usize = super::network::MAX_MESSAGE_BYTES;
+pub const MAX_WIRE_BYTES: usize = crate::grpc::raft_network::MAX_MESSAGE_BYTES;
 
 /// Set in a length word written with its own checksum (see `Wire`).
 const FRAMED: u32 = 1 << 31;

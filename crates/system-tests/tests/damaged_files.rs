@@ -5,16 +5,14 @@
 
 #![allow(clippy::expect_used)]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anatomy_proto::storage::v1 as pb;
-use common::{Cluster, fast_tuning};
 use storage::damage::OnDamage;
 use storage::engine::KeyValue;
 use storage::node::RaftTuning;
+use storage_api::v1 as pb;
+use system_tests::{Cluster, fast_tuning};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 const KEYS: u32 = 120;
