@@ -12,15 +12,6 @@ DATA_DIR="$ANATOMY_DIR/data"
 BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 
 say() { printf '%s\n' "$*"; }
-
-# build_binaries: the one build every script shares — every binary of the
-# workspace in the release profile. The workspace-hack crate (cargo hakari)
-# gives every dependency one feature set, so this, scripts/test.sh's
-# `--all-targets` build and `cargo build -p <one crate>` reuse each other's
-# artifacts instead of recompiling.
-build_binaries() {
-  (cd "$ROOT" && cargo build --release --workspace --bins "$@")
-}
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # pid_alive PID: the process exists and is not a zombie. (A killed process

@@ -43,18 +43,6 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 section "build (release, once for tests and clusters)"
 cargo build --release --workspace --all-targets
 
-section "one build: the scripts' binary build reuses it (compiles nothing)"
-# scripts/up.sh, images.sh and the benchmarks build with build_binaries
-# (scripts/lib.sh); the workspace-hack crate keeps dependency features the
-# same, so after the build above that must compile nothing at all.
-rebuilt=$(cargo build --release --workspace --bins 2>&1 | grep -E '^ *Compiling ' || true)
-if [[ -n $rebuilt ]]; then
-  printf '%s\n' "$rebuilt"
-  echo "the binary build recompiled crates: run 'cargo hakari generate' (see README, Building)" >&2
-  exit 1
-fi
-echo "ok: nothing recompiled"
-
 section "deployment checks (Kubernetes manifests, observability config, shellcheck)"
 bash scripts/checks/k8s.sh
 bash scripts/checks/observability.sh

@@ -54,7 +54,7 @@ done
 
 if ((BUILD)); then
   say "==> building (release)"
-  build_binaries
+  (cd "$ROOT" && cargo build --release --bins -p storage -p business -p gateway)
 fi
 for b in storage business gateway; do
   [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b is missing: run without --no-build"

@@ -10,11 +10,11 @@ pub mod domain;
 
 use std::sync::Arc;
 
+use anatomy_proto::business::v1::FILE_DESCRIPTOR_SET;
+use anatomy_proto::business::v1::ledger_server::LedgerServer;
 use anatomy_runtime::server::{self, ServerError};
 use anatomy_runtime::{Health, Shutdown};
-use business_api::v1::FILE_DESCRIPTOR_SET;
-use business_api::v1::ledger_server::LedgerServer;
-use storage_api::shard_map::ShardMapError;
+use storage_client::shard_map::ShardMapError;
 use storage_client::{ClientConfig, ShardMap, StorageClient, StorageError};
 use tokio::net::TcpListener;
 

@@ -27,14 +27,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anatomy_proto::gateway::v1 as api;
+use anatomy_proto::gateway::v1::ledger_server::Ledger;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use gateway_api::v1 as api;
-use gateway_api::v1::ledger_server::Ledger;
 use serde::{Deserialize, Serialize};
 use tonic::{Code, Status};
 use tower::ServiceBuilder;

@@ -16,18 +16,20 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use business_api::v1 as biz;
-use business_api::v1::ledger_client::LedgerClient;
-use gateway_api::v1 as api;
-use gateway_api::v1::ledger_server::Ledger;
+use anatomy_proto::business::v1 as biz;
+use anatomy_proto::business::v1::ledger_client::LedgerClient;
+use anatomy_proto::gateway::v1 as api;
+use anatomy_proto::gateway::v1::ledger_server::Ledger;
+use rand::Rng;
 use tokio::time::Instant;
 use tonic::{Code, Request, Response, Status};
+
+use tower::retry::budget::{Budget as _, TpsBudget};
 
 use crate::auth::Tenant;
 use crate::balance::{Pool, PoolState};
 use crate::convert;
 use crate::rate_limit::TenantLimits;
-use anatomy_runtime::retry::{self, Attempt, GaveUp, RetryPolicy, Step};
 
 /// One boxed business call.
 type Call<R> = Pin<Box<dyn Future<Output = Result<Response<R>, Status>> + Send>>;
@@ -37,9 +39,10 @@ type Call<R> = Pin<Box<dyn Future<Output = Result<Response<R>, Status>> + Send>>
 pub struct CallPolicy {
     /// The deadline of a call whose caller sent none.
     pub default_timeout: Duration,
-    /// How a call no replica could answer is retried: backoff, at most
-    /// how many retries, and the retry budget shared by every call.
-    pub retry: RetryPolicy,
+    /// Extra attempts for a call no replica could answer.
+    pub retries: u32,
+    /// What retries may add to the load (shared by every call).
+    pub retry_budget: Arc<TpsBudget>,
     /// Per-tenant token buckets.
     pub tenant_limits: TenantLimits,
 }
@@ -62,69 +65,61 @@ impl Gateway {
         }
     }
 
-    /// Sends one call, retrying on another replica when none answered,
-    /// within the caller's `timeout` (the runtime's one retry loop).
+    /// Sends one call, retrying UNAVAILABLE within the deadline.
     async fn forward<Q: Clone, R>(
         &self,
-        timeout: Duration,
+        budget: Duration,
         message: Q,
         call: impl Fn(LedgerClient<Pool>, Request<Q>) -> Call<R>,
     ) -> Result<R, Status> {
-        let deadline = Instant::now() + timeout;
-        let outcome = retry::run(&self.policy.retry, deadline, |attempt| {
-            let mut request = Request::new(message.clone());
-            // Pass the time left on: the business service stops working
-            // on the call when the caller stops waiting.
-            request.set_timeout(attempt.remaining);
-            let answer = call(self.client.clone(), request);
-            async move { self.judge(attempt, answer.await) }
-        })
-        .await;
-        outcome.map_err(|gave_up| gave_up_status(gave_up, timeout))
-    }
-
-    /// What one attempt's outcome means: retry only what never reached an
-    /// answer from a replica.
-    fn judge<R>(&self, attempt: Attempt, outcome: Result<Response<R>, Status>) -> Step<R, Status> {
-        match outcome {
-            Ok(response) => Step::Done(response.into_inner()),
-            Err(status) if unreachable(&status) => {
-                self.pool.report_failure();
-                if attempt.number < self.policy.retry.max_retries.unwrap_or(u32::MAX) {
-                    metrics::counter!("gateway_retries_total", "reason" => "unreachable")
-                        .increment(1);
-                    tracing::info!(retry = attempt.number + 1, error = %status.message(),
-                        "no business replica answered; retrying");
-                }
-                Step::Retry(status)
+        let deadline = Instant::now() + budget;
+        let mut attempt = 0;
+        self.policy.retry_budget.deposit();
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(Status::deadline_exceeded(format!(
+                    "no answer within {budget:?}"
+                )));
             }
-            Err(status) => Step::Fail(status),
+            let mut request = Request::new(message.clone());
+            // Pass the remaining budget on: the business service stops
+            // working on the call when the caller stops waiting.
+            request.set_timeout(remaining);
+            let status = match call(self.client.clone(), request).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => status,
+            };
+            if Instant::now() >= deadline {
+                return Err(Status::deadline_exceeded(format!(
+                    "no answer within {budget:?}: {}",
+                    status.message()
+                )));
+            }
+            if !unreachable(&status) || attempt >= self.policy.retries {
+                return Err(status);
+            }
+            self.pool.report_failure();
+            if !self.policy.retry_budget.withdraw() {
+                metrics::counter!("gateway_retries_total", "reason" => "budget_exhausted")
+                    .increment(1);
+                return Err(Status::unavailable(format!(
+                    "no business replica answered, and the retry budget is spent \
+                     (too many calls are failing): {}",
+                    status.message()
+                )));
+            }
+            metrics::counter!("gateway_retries_total", "reason" => "unreachable").increment(1);
+            attempt += 1;
+            tracing::info!(retry = attempt, error = %status.message(), "no business replica answered; retrying");
+            let pause =
+                Duration::from_millis(20 << attempt.min(5)).mul_f64(rand::rng().random::<f64>());
+            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
         }
     }
 
     fn budget<T>(&self, request: &Request<T>) -> Duration {
-        anatomy_runtime::grpc_timeout::budget(request.metadata(), self.policy.default_timeout)
-    }
-}
-
-/// The status a caller gets when the retry loop stopped.
-fn gave_up_status(gave_up: GaveUp<Status>, timeout: Duration) -> Status {
-    match gave_up {
-        GaveUp::Failed(status) | GaveUp::Exhausted(status) => status,
-        GaveUp::Deadline(None) => {
-            Status::deadline_exceeded(format!("no answer within {timeout:?}"))
-        }
-        GaveUp::Deadline(Some(last)) => {
-            Status::deadline_exceeded(format!("no answer within {timeout:?}: {}", last.message()))
-        }
-        GaveUp::BudgetSpent(last) => {
-            metrics::counter!("gateway_retries_total", "reason" => "budget_exhausted").increment(1);
-            Status::unavailable(format!(
-                "no business replica answered, and the retry budget is spent \
-                 (too many calls are failing): {}",
-                last.message()
-            ))
-        }
+        anatomy_runtime::deadline::budget(request.metadata(), self.policy.default_timeout)
     }
 }
 

@@ -11,12 +11,12 @@ pub mod http;
 pub mod ledger;
 pub mod rate_limit;
 
+use anatomy_proto::business::v1::ledger_client::LedgerClient;
+use anatomy_proto::gateway::v1::FILE_DESCRIPTOR_SET;
+use anatomy_proto::gateway::v1::ledger_server::LedgerServer;
 use anatomy_runtime::layers::breaker::BreakerConfig;
 use anatomy_runtime::server::{self, ServerError};
 use anatomy_runtime::{Health, Shutdown};
-use business_api::v1::ledger_client::LedgerClient;
-use gateway_api::v1::FILE_DESCRIPTOR_SET;
-use gateway_api::v1::ledger_server::LedgerServer;
 use std::time::Duration;
 use tonic::service::interceptor::InterceptedService;
 
@@ -27,19 +27,11 @@ use crate::balance::TargetError;
 use crate::config::GatewayArgs;
 use crate::ledger::{CallPolicy, Gateway};
 use crate::rate_limit::TenantLimits;
-use anatomy_runtime::retry::{Backoff, RetryPolicy};
 use std::sync::Arc;
 use tower::retry::budget::TpsBudget;
 
 /// The health service name readiness is reported under (and "").
 pub const HEALTH_SERVICE: &str = "anatomy.gateway.v1.Ledger";
-
-/// Waits between attempts of a call no business replica answered: short,
-/// since the balancer picks another replica (a dead one's breaker opens).
-const RETRY_BACKOFF: Backoff = Backoff {
-    base: Duration::from_millis(40),
-    max: Duration::from_millis(640),
-};
 
 /// Why the gateway stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -94,15 +86,12 @@ pub async fn serve(
     let (pool, state) = balance::pool(targets, args.resolve_interval, args.balancer_queue, breaker);
     let policy = CallPolicy {
         default_timeout: args.request_timeout,
-        retry: RetryPolicy {
-            backoff: RETRY_BACKOFF,
-            max_retries: Some(args.retries),
-            budget: Some(Arc::new(TpsBudget::new(
-                Duration::from_secs(10),
-                args.retry_budget_min_per_sec,
-                args.retry_budget_percent / 100.0,
-            ))),
-        },
+        retries: args.retries,
+        retry_budget: Arc::new(TpsBudget::new(
+            Duration::from_secs(10),
+            args.retry_budget_min_per_sec,
+            args.retry_budget_percent / 100.0,
+        )),
         tenant_limits: TenantLimits::new(args.tenant_rps, args.tenant_burst),
     };
     let gateway = Gateway::new(LedgerClient::new(pool), state, policy);

@@ -4,12 +4,11 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod deadline;
 pub mod grpc;
-pub mod grpc_timeout;
 pub mod healthcheck;
 pub mod layers;
 pub mod prometheus;
-pub mod retry;
 pub mod server;
 pub mod telemetry;
 

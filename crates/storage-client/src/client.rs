@@ -16,17 +16,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use anatomy_proto::storage::v1 as pb;
+use anatomy_proto::storage::v1::kv_client::KvClient;
 use anatomy_runtime::layers::propagate::{Propagate, PropagateLayer};
-use anatomy_runtime::retry::{self, Backoff, GaveUp, RetryPolicy, Step};
-use storage_api::v1 as pb;
-use storage_api::v1::kv_client::KvClient;
+use rand::Rng;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tower::Layer as _;
 
-use storage_api::shard_map::{ShardId, ShardMap, ShardSpec};
-use storage_api::wire_errors::{Fault, fault};
+use crate::shard_map::{ShardId, ShardMap, ShardSpec};
+use crate::wire_errors::{Fault, fault};
 
 /// How the client connects and retries.
 #[derive(Debug, Clone, Copy)]
@@ -223,8 +223,7 @@ impl StorageClient {
         .await
     }
 
-    /// Runs one call against a shard with leader following and retries
-    /// (the runtime's one retry loop), within `timeout`.
+    /// Runs one call against a shard with leader following and retries.
     async fn call<T, F, Fut>(
         &self,
         shard: &ShardRoute,
@@ -236,98 +235,83 @@ impl StorageClient {
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let deadline = Instant::now() + timeout - self.config.deadline_margin.min(timeout / 10);
-        let policy = RetryPolicy {
-            backoff: Backoff {
-                base: self.config.backoff_base,
-                max: self.config.backoff_max,
-            },
-            max_retries: None,
-            budget: None,
-        };
-        let target = AtomicUsize::new(shard.first_target());
-        let outcome = retry::run(&policy, deadline, |attempt| {
-            let at = target.load(Ordering::Relaxed);
-            let budget = attempt.remaining.min(self.config.attempt_timeout);
-            let answer = op(shard.clients[at].clone(), budget);
-            let target = &target;
-            async move {
-                match answer.await {
-                    Ok(response) => {
-                        shard.leader.store(at, Ordering::Relaxed);
-                        Step::Done(response.into_inner())
+        let replicas = shard.clients.len();
+        let mut target = shard.first_target();
+        let mut last = String::from("no attempt finished before the deadline");
+        for attempt in 0u32.. {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            let budget = remaining.min(self.config.attempt_timeout);
+            let status = match op(shard.clients[target].clone(), budget).await {
+                Ok(response) => {
+                    shard.leader.store(target, Ordering::Relaxed);
+                    return Ok(response.into_inner());
+                }
+                Err(status) => status,
+            };
+            last = format!(
+                "{}: {:?}: {}",
+                shard.spec.replicas[target].addr,
+                status.code(),
+                status.message()
+            );
+            match fault(&status) {
+                Fault::NotLeader { leader_addr } => {
+                    if let Some(i) = leader_addr.as_deref().and_then(|a| shard.index_of(a))
+                        && i != target
+                    {
+                        shard.leader.store(i, Ordering::Relaxed);
+                        target = i;
+                        continue;
                     }
-                    Err(status) => {
-                        let (step, next) = judge(shard, at, &status);
-                        target.store(next, Ordering::Relaxed);
-                        step
-                    }
+                    metrics::counter!("storage_client_retries_total",
+                        "shard" => shard.spec.id.to_string(), "reason" => "NotLeader")
+                    .increment(1);
+                    shard.leader.store(NO_LEADER, Ordering::Relaxed);
+                    target = (target + 1) % replicas;
+                }
+                Fault::WrongShard { .. } => {
+                    return Err(StorageError::WrongShard {
+                        shard: shard.spec.id,
+                        detail: status.message().to_string(),
+                    });
+                }
+                Fault::Other if retryable(status.code()) => {
+                    metrics::counter!("storage_client_retries_total",
+                        "shard" => shard.spec.id.to_string(), "reason" => anatomy_runtime::grpc::code_name(status.code()))
+                    .increment(1);
+                    shard.leader.store(NO_LEADER, Ordering::Relaxed);
+                    target = (target + 1) % replicas;
+                }
+                Fault::Other => {
+                    return Err(StorageError::Rejected {
+                        shard: shard.spec.id,
+                        code: status.code(),
+                        message: status.message().to_string(),
+                    });
                 }
             }
-        })
-        .await;
-        outcome.map_err(|gave_up| match gave_up {
-            GaveUp::Deadline(None) => StorageError::Unavailable {
-                shard: shard.spec.id,
-                detail: "no attempt finished before the deadline".into(),
-            },
-            GaveUp::Failed(e)
-            | GaveUp::Deadline(Some(e))
-            | GaveUp::BudgetSpent(e)
-            | GaveUp::Exhausted(e) => e,
+            let pause = self
+                .backoff(attempt)
+                .min(deadline.saturating_duration_since(Instant::now()));
+            tokio::time::sleep(pause).await;
+        }
+        Err(StorageError::Unavailable {
+            shard: shard.spec.id,
+            detail: last,
         })
     }
-}
 
-/// What a failed attempt on replica `at` of `shard` means, and which
-/// replica to try next: the leader a follower named (at once), else the
-/// next replica after a backoff; a misroute or a bad request is final.
-fn judge<T>(shard: &ShardRoute, at: usize, status: &Status) -> (Step<T, StorageError>, usize) {
-    let replicas = shard.clients.len();
-    let unavailable = || StorageError::Unavailable {
-        shard: shard.spec.id,
-        detail: format!(
-            "{}: {:?}: {}",
-            shard.spec.replicas[at].addr,
-            status.code(),
-            status.message()
-        ),
-    };
-    let count_retry = |reason: &'static str| {
-        metrics::counter!("storage_client_retries_total",
-            "shard" => shard.spec.id.to_string(), "reason" => reason)
-        .increment(1);
-        shard.leader.store(NO_LEADER, Ordering::Relaxed);
-    };
-    match fault(status) {
-        Fault::NotLeader { leader_addr } => {
-            if let Some(i) = leader_addr.as_deref().and_then(|a| shard.index_of(a))
-                && i != at
-            {
-                shard.leader.store(i, Ordering::Relaxed);
-                return (Step::RetryNow(unavailable()), i);
-            }
-            count_retry("NotLeader");
-            (Step::Retry(unavailable()), (at + 1) % replicas)
-        }
-        Fault::WrongShard { .. } => {
-            let wrong = StorageError::WrongShard {
-                shard: shard.spec.id,
-                detail: status.message().to_string(),
-            };
-            (Step::Fail(wrong), at)
-        }
-        Fault::Other if retryable(status.code()) => {
-            count_retry(anatomy_runtime::grpc::code_name(status.code()));
-            (Step::Retry(unavailable()), (at + 1) % replicas)
-        }
-        Fault::Other => {
-            let rejected = StorageError::Rejected {
-                shard: shard.spec.id,
-                code: status.code(),
-                message: status.message().to_string(),
-            };
-            (Step::Fail(rejected), at)
-        }
+    /// Exponential backoff with full jitter.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let cap = self
+            .config
+            .backoff_base
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.config.backoff_max);
+        cap.mul_f64(rand::rng().random::<f64>())
     }
 }
 

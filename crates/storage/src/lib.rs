@@ -8,11 +8,12 @@
 //! - `kv` / `admin`: the gRPC services; `node` wires one replica together.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod fence;
-pub mod grpc;
+pub mod kv;
 pub mod node;
 pub mod proposer;
 pub mod raft;
@@ -20,19 +21,19 @@ pub mod reads;
 
 use std::time::Duration;
 
+use anatomy_proto::storage::v1::FILE_DESCRIPTOR_SET;
+use anatomy_proto::storage::v1::admin_server::AdminServer;
+use anatomy_proto::storage::v1::kv_server::KvServer;
+use anatomy_proto::storage::v1::raft_server::RaftServer;
 use anatomy_runtime::server::{self, ServerError, ServerLimits};
 use anatomy_runtime::{Health, Shutdown};
-use storage_api::shard_map::{ShardMap, ShardMapError};
-use storage_api::v1::FILE_DESCRIPTOR_SET;
-use storage_api::v1::admin_server::AdminServer;
-use storage_api::v1::kv_server::KvServer;
-use storage_api::v1::raft_server::RaftServer;
+use storage_client::shard_map::{ShardMap, ShardMapError};
 use tokio::net::TcpListener;
 
 use crate::config::StorageArgs;
-use crate::grpc::raft_network::MAX_MESSAGE_BYTES;
 use crate::node::{NodeConfig, RaftTuning, StartError, StorageNode};
 use crate::proposer::ProposerLimits;
+use crate::raft::network::MAX_MESSAGE_BYTES;
 
 /// The health service name readiness is reported under (and "").
 pub const HEALTH_SERVICE: &str = "anatomy.storage.v1.Kv";
@@ -184,14 +185,11 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(
-            KvServer::new(grpc::kv::KvService::new(
-                node.clone(),
-                options.request_timeout,
-            ))
-            .max_decoding_message_size(options.limits.max_request_bytes),
+            KvServer::new(kv::KvService::new(node.clone(), options.request_timeout))
+                .max_decoding_message_size(options.limits.max_request_bytes),
         )
         .add_service(
-            RaftServer::new(grpc::raft_service::RaftService::new(
+            RaftServer::new(raft::service::RaftService::new(
                 node.shard().id,
                 node.me.id,
                 node.raft.clone(),
@@ -199,9 +197,7 @@ pub async fn serve(
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .add_service(AdminServer::new(grpc::admin::AdminService::new(
-            node.clone(),
-        )))
+        .add_service(AdminServer::new(admin::AdminService::new(node.clone())))
         .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait());
     tracing::info!(%addr, shard = node.shard().id, replica = node.me.id, "storage listening");
     let result = server::run(serving, &shutdown, options.shutdown_grace).await;

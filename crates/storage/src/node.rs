@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
-use storage_api::shard_map::{ReplicaSpec, ShardMap, ShardSpec};
+use storage_client::shard_map::{ReplicaSpec, ShardMap, ShardSpec};
 
 use crate::engine::redb::RedbEngine;
 use crate::engine::{Engine, Meta};
 use crate::fence::Fence;
-use crate::grpc::raft_network::Network;
 use crate::proposer::{Proposer, ProposerLimits};
 use crate::raft::log_store::LogStore;
+use crate::raft::network::Network;
 use crate::raft::snapshot::SnapshotDir;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::wal_store::{WalLimits, WalLogStore};

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use business_api::v1 as pb;
-use business_api::v1::ledger_server::Ledger as LedgerRpc;
+use anatomy_proto::business::v1 as pb;
+use anatomy_proto::business::v1::ledger_server::Ledger as LedgerRpc;
 use tonic::{Code, Request, Response, Status};
 
 use crate::app::{Clock, Deadline, Ledger, MoveMoney, Store, TransferCmd};
@@ -57,7 +57,7 @@ impl<S, C> LedgerService<S, C> {
     /// The call's deadline; also names the tenant on the call's span.
     fn deadline<T: Tenanted>(&self, request: &Request<T>) -> Deadline {
         tracing::Span::current().record("tenant", request.get_ref().tenant());
-        Deadline::after(anatomy_runtime::grpc_timeout::budget(
+        Deadline::after(anatomy_runtime::deadline::budget(
             request.metadata(),
             self.default_timeout,
         ))

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use anatomy_proto::storage::v1 as pb;
 use futures::future::join_all;
-use storage_api::v1 as pb;
 use storage_client::{StorageClient, StorageError};
 
 use super::records::{

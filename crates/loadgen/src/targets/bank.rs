@@ -15,8 +15,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use gateway_api::v1 as api;
-use gateway_api::v1::ledger_client::LedgerClient;
+use anatomy_proto::gateway::v1 as api;
+use anatomy_proto::gateway::v1::ledger_client::LedgerClient;
 use rand::Rng;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};

@@ -3,8 +3,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use gateway_api::v1 as api;
-use gateway_api::v1::ledger_client::LedgerClient;
+use anatomy_proto::gateway::v1 as api;
+use anatomy_proto::gateway::v1::ledger_client::LedgerClient;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
 

@@ -30,8 +30,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anatomy_proto::storage::v1 as pb;
 use rand::Rng;
-use storage_api::v1 as pb;
 use storage_client::{StorageClient, StorageError};
 use tokio::time::Instant;
 

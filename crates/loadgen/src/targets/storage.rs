@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use storage_api::v1 as pb;
+use anatomy_proto::storage::v1 as pb;
 use storage_client::StorageClient;
 
 use super::value;

@@ -5,7 +5,7 @@
 //! Where it sits: on every server, inside the shedding layer (a refused
 //! call should not hold a slot) and outside the services. A call *with* a
 //! `grpc-timeout` is also cut off by tonic when that time runs out; the
-//! services read the same header (`crate::grpc_timeout::budget`) to pass the
+//! services read the same header (`crate::deadline::budget`) to pass the
 //! remaining budget on to the next hop.
 
 use std::future::Future;
@@ -18,7 +18,7 @@ use tokio::time::Timeout;
 use tonic::Status;
 use tower::{Layer, Service};
 
-use crate::grpc_timeout::parse_grpc_timeout;
+use crate::deadline::parse_grpc_timeout;
 use crate::layers::refusal::Refusal;
 
 /// Below this much time left, no call is worth starting.

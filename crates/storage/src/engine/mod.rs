@@ -10,7 +10,6 @@
 pub mod keys;
 pub mod memory;
 pub mod redb;
-pub mod scan;
 
 #[cfg(test)]
 pub mod conformance;
@@ -65,7 +64,7 @@ pub type KeyValue = (Vec<u8>, Stored);
 pub type ItemIter<'a> = Box<dyn Iterator<Item = Result<KeyValue, EngineError>> + Send + 'a>;
 
 /// An engine failure: an I/O or corruption problem, never bad input.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("storage engine: {0}")]
 pub struct EngineError(pub String);
 

@@ -4,13 +4,15 @@
 
 #![allow(clippy::expect_used)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use anatomy_proto::storage::v1 as pb;
+use anatomy_proto::storage::v1::kv_client::KvClient;
+use common::{Cluster, fast_tuning};
 use storage::engine::KeyValue;
-use storage_api::v1 as pb;
-use storage_api::v1::kv_client::KvClient;
-use storage_api::wire_errors::{Fault, fault};
-use system_tests::{Cluster, fast_tuning};
+use storage_client::wire_errors::{Fault, fault};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -1,5 +1,6 @@
 //! A real storage cluster inside the test process: every replica a real
-//! gRPC server on a loopback port, real Raft, real files in a temp dir.
+//! gRPC server on a loopback port, real Raft, real redb files in a temp dir.
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -149,15 +150,6 @@ impl Cluster {
 
     pub fn client(&self) -> StorageClient {
         StorageClient::new(self.map.clone(), ClientConfig::default()).expect("client")
-    }
-
-    /// The flags that point a business replica at this cluster: the shard
-    /// map, written as a TOML file into the cluster's directory.
-    pub fn business_args(&self) -> Vec<String> {
-        let path = self.dir.path().join("shard-map.toml");
-        let text = toml::to_string(&self.map).expect("shard map as TOML");
-        std::fs::write(&path, text).expect("write shard map");
-        vec!["--shard-map".into(), path.display().to_string()]
     }
 
     /// The leader of `shard` once every running replica agrees on one.

@@ -6,17 +6,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anatomy_proto::storage::v1 as pb;
+use anatomy_proto::storage::v1::admin_client::AdminClient;
+use anatomy_proto::storage::v1::admin_server::Admin;
 use futures::future::join_all;
 use openraft::ServerState;
-use storage_api::shard_map::{ReplicaSpec, ShardSpec};
-use storage_api::v1 as pb;
-use storage_api::v1::admin_client::AdminClient;
-use storage_api::v1::admin_server::Admin;
+use storage_client::shard_map::{ReplicaSpec, ShardSpec};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::grpc::raft_network::lazy_channel;
 use crate::node::StorageNode;
+use crate::raft::network::lazy_channel;
 
 /// How long ClusterStatus waits for each replica.
 const ASK_TIMEOUT: Duration = Duration::from_secs(1);

@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use anatomy_proto::storage::v1::raft_client::RaftClient;
+use anatomy_proto::storage::v1::{RaftReply, RaftRequest};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -18,13 +20,11 @@ use openraft::raft::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use storage_api::v1::raft_client::RaftClient;
-use storage_api::v1::{RaftReply, RaftRequest};
 use tonic::transport::{Channel, Endpoint};
 
-use storage_api::shard_map::ShardSpec;
+use storage_client::shard_map::ShardSpec;
 
-use crate::raft::types::{Node, NodeId, TypeConfig};
+use super::types::{Node, NodeId, TypeConfig};
 
 /// Raft messages can carry large batches and snapshot chunks.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;

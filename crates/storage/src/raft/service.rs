@@ -2,13 +2,13 @@
 //! this shard and this replica, hands the message to openraft, and sends
 //! back openraft's whole `Result`.
 
+use anatomy_proto::storage::v1::raft_server::Raft as RaftRpc;
+use anatomy_proto::storage::v1::{RaftReply, RaftRequest};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use storage_api::v1::raft_server::Raft as RaftRpc;
-use storage_api::v1::{RaftReply, RaftRequest};
 use tonic::{Request, Response, Status};
 
-use crate::raft::types::{NodeId, Raft};
+use super::types::{NodeId, Raft};
 
 /// The `anatomy.storage.v1.Raft` service of one replica.
 #[derive(Clone)]

@@ -4,13 +4,12 @@
 use std::future::Future;
 use std::time::Duration;
 
-use storage_api::v1 as pb;
-use storage_api::v1::kv_server::Kv;
+use anatomy_proto::storage::v1 as pb;
+use anatomy_proto::storage::v1::kv_server::Kv;
 use tonic::{Request, Response, Status};
 
-use crate::engine::KeyValue;
-use crate::engine::keys::{check_name, item_key, split_key};
-use crate::engine::scan::{self, ScanQuery, ScanScope};
+use crate::engine::keys::{self, check_name, item_key, split_key};
+use crate::engine::{KeyValue, ScanRange};
 use crate::error::KvError;
 use crate::node::StorageNode;
 use crate::raft::{Condition, Mutation, WriteBatch, WriteOutcome};
@@ -46,7 +45,7 @@ impl KvService {
         what: &str,
         work: impl Future<Output = Result<T, KvError>>,
     ) -> Result<Response<T>, Status> {
-        let budget = anatomy_runtime::grpc_timeout::budget(metadata, self.default_timeout);
+        let budget = anatomy_runtime::deadline::budget(metadata, self.default_timeout);
         let span = tracing::Span::current();
         span.record("shard", self.node.shard().id);
         span.record("raft.term", self.node.raft.metrics().borrow().current_term);
@@ -88,7 +87,8 @@ impl KvService {
     }
 
     async fn scan(&self, req: pb::ScanRequest) -> Result<pb::ScanResponse, KvError> {
-        let (range, keep) = scan::plan(&scan_query(&req)?)?;
+        check_name("table", &req.table)?;
+        let (range, keep) = scan_plan(&req)?;
         let partition = match &req.scope {
             Some(pb::scan_request::Scope::Partition(p)) => Some(p.as_str()),
             _ => None,
@@ -140,27 +140,45 @@ impl KvService {
     }
 }
 
-/// The node's view of a scan request.
-fn scan_query(req: &pb::ScanRequest) -> Result<ScanQuery<'_>, KvError> {
-    let scope = match &req.scope {
-        Some(pb::scan_request::Scope::Partition(p)) => ScanScope::Partition(p),
-        Some(pb::scan_request::Scope::PartitionPrefix(p)) => ScanScope::PartitionPrefix(p),
-        None => {
-            return Err(KvError::InvalidArgument(
-                "scan needs a scope: set partition or partition_prefix".into(),
-            ));
+type KeyFilter = Box<dyn Fn(&[u8]) -> bool + Send>;
+
+/// The flat-key range a scan covers, and the filter for key prefixes that
+/// the range alone cannot express (cross-partition scans).
+fn scan_plan(req: &pb::ScanRequest) -> Result<(ScanRange, KeyFilter), KvError> {
+    let after = req.start_after.as_ref();
+    match &req.scope {
+        Some(pb::scan_request::Scope::Partition(partition)) => {
+            check_name("partition", partition)?;
+            let prefix = keys::partition_prefix(&req.table, partition, &req.key_prefix);
+            let after = after.map(|c| item_key(&req.table, partition, &c.key));
+            Ok((
+                keys::prefix_range(prefix, after, req.reverse),
+                Box::new(|_| true),
+            ))
         }
-    };
-    Ok(ScanQuery {
-        table: &req.table,
-        scope,
-        key_prefix: &req.key_prefix,
-        start_after: req
-            .start_after
-            .as_ref()
-            .map(|c| (c.partition.as_str(), c.key.as_ref())),
-        reverse: req.reverse,
-    })
+        Some(pb::scan_request::Scope::PartitionPrefix(prefix)) => {
+            if prefix.as_bytes().contains(&0) {
+                return Err(KvError::InvalidArgument(
+                    "partition_prefix must not contain NUL".into(),
+                ));
+            }
+            let flat = keys::table_prefix(&req.table, prefix);
+            let after = after
+                .map(|c| {
+                    check_name("start_after.partition", &c.partition)?;
+                    Ok::<_, KvError>(item_key(&req.table, &c.partition, &c.key))
+                })
+                .transpose()?;
+            let key_prefix = req.key_prefix.to_vec();
+            let keep: KeyFilter = Box::new(move |flat: &[u8]| {
+                split_key(flat).is_some_and(|(_, _, key)| key.starts_with(&key_prefix))
+            });
+            Ok((keys::prefix_range(flat, after, req.reverse), keep))
+        }
+        None => Err(KvError::InvalidArgument(
+            "scan needs a scope: set partition or partition_prefix".into(),
+        )),
+    }
 }
 
 fn to_item((flat, stored): KeyValue) -> Option<pb::Item> {

@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// The number of slots when a map does not say.
 pub const DEFAULT_SLOTS: u32 = 1024;
@@ -39,7 +39,7 @@ pub enum ShardMapError {
 }
 
 /// One replica of a shard: its Raft node id and its gRPC address.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ReplicaSpec {
     pub id: ReplicaId,
     /// `host:port`, reachable from every node and client.
@@ -47,7 +47,7 @@ pub struct ReplicaSpec {
 }
 
 /// One shard: a contiguous slot range `[slot_start, slot_end)` and its replicas.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ShardSpec {
     pub id: ShardId,
     pub slot_start: u32,
@@ -68,7 +68,7 @@ impl ShardSpec {
 }
 
 /// The whole map, as read from its TOML file.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ShardMap {
     pub version: u64,
     #[serde(default = "default_slots")]

@@ -1,26 +1,153 @@
 //! The whole stack in one process, every service a real gRPC server on a
-//! loopback port: storage ← business ×N ← gateway, driven through the
-//! gateway's public API like a client would.
+//! loopback port: storage (one node) ← business ×2 ← gateway, driven
+//! through the gateway's public API like a client would.
 
 #![allow(clippy::expect_used)]
 
 use std::time::Duration;
 
-use gateway_api::v1 as api;
-use system_tests::services::{as_tenant, business, gateway, listener};
-use system_tests::{Cluster, fast_tuning};
-use tonic::Code;
+use anatomy_proto::gateway::v1 as api;
+use anatomy_proto::gateway::v1::ledger_client::LedgerClient;
+use anatomy_runtime::{Health, Shutdown};
+use clap::Parser;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic::{Code, Request};
 
-/// A one-replica storage cluster, started and with a leader.
-async fn storage() -> (Cluster, Vec<String>) {
-    let cluster = Cluster::start(1, 1, fast_tuning()).await;
-    cluster.leader(0).await;
-    let args = cluster.business_args();
-    (cluster, args)
+struct Service {
+    shutdown: Shutdown,
+    task: JoinHandle<()>,
 }
 
-fn refs(args: &[String]) -> Vec<&str> {
-    args.iter().map(String::as_str).collect()
+impl Service {
+    async fn stop(self) {
+        self.shutdown.trigger();
+        let _ = self.task.await;
+    }
+}
+
+async fn listener() -> (TcpListener, String) {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr").to_string();
+    (l, addr)
+}
+
+async fn storage(dir: &std::path::Path) -> (Service, String) {
+    let (listener, addr) = listener().await;
+    let cli = storage::config::Cli::parse_from([
+        "storage",
+        "--listen",
+        &addr,
+        "--data-dir",
+        &dir.display().to_string(),
+        "--raft-election-min",
+        "100ms",
+        "--raft-election-max",
+        "200ms",
+        "--raft-heartbeat",
+        "30ms",
+    ]);
+    let map = storage::load_map(&cli.node).expect("map");
+    let node = storage::node::StorageNode::start(storage::node_config(&cli.node, map))
+        .await
+        .expect("storage node");
+    let health = Health::new(&[storage::HEALTH_SERVICE]).await;
+    let shutdown = Shutdown::new();
+    let options = storage::ServeOptions {
+        request_timeout: Duration::from_secs(5),
+        limits: anatomy_runtime::server::ServerLimits {
+            max_in_flight: 1024,
+            default_deadline: Duration::from_secs(5),
+            max_request_bytes: 1 << 20,
+        },
+        shutdown_grace: Duration::from_secs(1),
+    };
+    let task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            storage::serve(node, listener, options, health, shutdown)
+                .await
+                .expect("storage");
+        }
+    });
+    anatomy_runtime::healthcheck::run(
+        &anatomy_runtime::HealthcheckArgs {
+            addr: Some(addr.clone()),
+            service: String::new(),
+            wait: Duration::from_secs(10),
+        },
+        &addr,
+    )
+    .await
+    .expect("storage becomes SERVING");
+    (Service { shutdown, task }, addr)
+}
+
+async fn business(storage_addr: &str) -> (Service, String) {
+    let (listener, addr) = listener().await;
+    let cli = business::config::Cli::parse_from([
+        "business",
+        "--listen",
+        &addr,
+        "--storage-addr",
+        storage_addr,
+    ]);
+    let health = Health::new(&[business::HEALTH_SERVICE]).await;
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            business::serve(&cli.service, listener, health, shutdown)
+                .await
+                .expect("business");
+        }
+    });
+    (Service { shutdown, task }, addr)
+}
+
+async fn gateway(business_addrs: &str) -> (Service, LedgerClient<Channel>) {
+    gateway_with(business_addrs, &[]).await
+}
+
+async fn gateway_with(business_addrs: &str, extra: &[&str]) -> (Service, LedgerClient<Channel>) {
+    let (listener, addr) = listener().await;
+    let mut args = vec![
+        "gateway",
+        "--listen",
+        &addr,
+        "--business-addr",
+        business_addrs,
+        "--api-keys",
+        "key-a=acme,key-g=globex",
+        "--http-listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let cli = gateway::config::Cli::parse_from(args);
+    let health = Health::new(&[gateway::HEALTH_SERVICE]).await;
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            gateway::serve(&cli.service, listener, health, shutdown)
+                .await
+                .expect("gateway");
+        }
+    });
+    let client = LedgerClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    (Service { shutdown, task }, client)
+}
+
+fn as_tenant<T>(key: &str, message: T) -> Request<T> {
+    let mut r = Request::new(message);
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {key}").parse().expect("ascii"),
+    );
+    r
 }
 
 fn deposit(request_id: &str, account: &str, amount: i64) -> api::DepositRequest {
@@ -33,9 +160,10 @@ fn deposit(request_id: &str, account: &str, amount: i64) -> api::DepositRequest 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_ledger_through_the_gateway() {
-    let (mut storage, storage_args) = storage().await;
-    let (biz, biz_addr) = business(&refs(&storage_args), &[]).await;
-    let (gw, mut client) = gateway(&biz_addr, &[]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (storage, storage_addr) = storage(dir.path()).await;
+    let (biz, biz_addr) = business(&storage_addr).await;
+    let (gw, mut client) = gateway(&biz_addr).await;
 
     let unauthenticated = client
         .get_account(api::GetAccountRequest {
@@ -101,15 +229,16 @@ async fn the_ledger_through_the_gateway() {
 
     gw.stop().await;
     biz.stop().await;
-    storage.stop_all().await;
+    storage.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn losing_a_business_replica_fails_no_request() {
-    let (mut storage, storage_args) = storage().await;
-    let (biz1, addr1) = business(&refs(&storage_args), &[]).await;
-    let (biz2, addr2) = business(&refs(&storage_args), &[]).await;
-    let (gw, mut client) = gateway(&format!("{addr1},{addr2}"), &[]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (storage, storage_addr) = storage(dir.path()).await;
+    let (biz1, addr1) = business(&storage_addr).await;
+    let (biz2, addr2) = business(&storage_addr).await;
+    let (gw, mut client) = gateway(&format!("{addr1},{addr2}")).await;
     let create = api::CreateAccountRequest {
         request_id: "c1".into(),
         account_id: "bob".into(),
@@ -144,7 +273,7 @@ async fn losing_a_business_replica_fails_no_request() {
     assert_eq!(read.balance, 40, "every deposit applied exactly once");
     gw.stop().await;
     biz2.stop().await;
-    storage.stop_all().await;
+    storage.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -152,7 +281,7 @@ async fn a_dead_dependency_fails_fast_instead_of_hanging() {
     // A port nobody listens on: every business replica is down.
     let (closed, dead_addr) = listener().await;
     drop(closed);
-    let (gw, mut client) = gateway(&dead_addr, &[]).await;
+    let (gw, mut client) = gateway(&dead_addr).await;
     let mut request = as_tenant("key-a", deposit("d1", "alice", 1));
     request.set_timeout(Duration::from_secs(10));
     let started = std::time::Instant::now();
@@ -174,9 +303,11 @@ async fn a_dead_dependency_fails_fast_instead_of_hanging() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tenant_over_its_rate_is_refused_with_a_retry_hint() {
     use tonic_types::StatusExt as _;
-    let (mut storage, storage_args) = storage().await;
-    let (biz, biz_addr) = business(&refs(&storage_args), &[]).await;
-    let (gw, mut client) = gateway(&biz_addr, &["--tenant-rps", "1", "--tenant-burst", "2"]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (storage, storage_addr) = storage(dir.path()).await;
+    let (biz, biz_addr) = business(&storage_addr).await;
+    let (gw, mut client) =
+        gateway_with(&biz_addr, &["--tenant-rps", "1", "--tenant-burst", "2"]).await;
     let get = |key: &str| {
         as_tenant(
             key,
@@ -212,15 +343,16 @@ async fn a_tenant_over_its_rate_is_refused_with_a_retry_hint() {
     assert_eq!(other.code(), Code::NotFound);
     gw.stop().await;
     biz.stop().await;
-    storage.stop_all().await;
+    storage.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn overload_is_shed_at_once_not_queued() {
-    let (mut storage, storage_args) = storage().await;
-    let (biz, biz_addr) = business(&refs(&storage_args), &[]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (storage, storage_addr) = storage(dir.path()).await;
+    let (biz, biz_addr) = business(&storage_addr).await;
     // One call at a time: a burst of 64 can only be shed.
-    let (gw, client) = gateway(&biz_addr, &["--max-concurrent-calls", "1"]).await;
+    let (gw, client) = gateway_with(&biz_addr, &["--max-concurrent-calls", "1"]).await;
     let calls = (0..64).map(|n| {
         let mut client = client.clone();
         tokio::spawn(async move {
@@ -258,5 +390,5 @@ async fn overload_is_shed_at_once_not_queued() {
     assert_eq!(after.code(), Code::NotFound);
     gw.stop().await;
     biz.stop().await;
-    storage.stop_all().await;
+    storage.stop().await;
 }

@@ -1,5 +1,4 @@
-//! Deadlines as gRPC carries them (read here; enforced by
-//! `layers::deadline`): the `grpc-timeout` request header
+//! Deadlines as gRPC carries them: the `grpc-timeout` request header
 //! (`<digits><unit>`, unit one of H M S m u n). A server reads the budget its
 //! caller left, so that it can give up — and pass the rest on — in time.
 
