@@ -28,8 +28,8 @@ done
 
 command -v docker >/dev/null || die "docker is not installed"
 if ((BUILD)); then
-  say "==> cargo build --release (${SERVICES[*]} ${TOOLS[*]})"
-  (cd "$ROOT" && cargo build --release --quiet "${SERVICES[@]/#/--package=}" "${TOOLS[@]/#/--package=}")
+  say "==> cargo build --release --workspace --bins"
+  build_binaries --quiet
 fi
 TAG=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Anatomy on a local kind cluster (docs/kubernetes.md): creates the cluster
 # if missing (k8s/kind/cluster.yaml), builds the images (scripts/images.sh),
-# loads them into the nodes, applies k8s/overlays/kind, waits for every
+# loads them into the nodes, makes the certificates (anatomy-certs, under
+# .anatomy/kind/certs) and a Secret per identity (<identity>-tls: tls.crt,
+# tls.key, ca.crt), applies k8s/overlays/kind, waits for every
 # rollout, and port-forwards the gateway to 127.0.0.1. Safe to run again:
 # it restarts the workloads whose image changed and a dead port-forward.
 # scripts/kind-down.sh deletes it all.
@@ -51,6 +53,22 @@ for svc in "${SERVICES[@]}"; do
   say "==> loading $image into the nodes"
   kind load docker-image --name "$CLUSTER" "$image" >/dev/null
   echo "$id" >"$stamp"
+done
+
+# --- identities -----------------------------------------------------------------
+# One Secret per identity, the same shape cert-manager writes (so the
+# cert-manager overlay mounts its own Secrets the same way). Running this
+# again after `anatomy-certs --dir $CERTS renew` rotates them in place:
+# the kubelet updates the mounted files, the services reload them.
+CERTS="$ANATOMY_DIR/kind/certs"
+say "==> certificates in $CERTS, one Secret per identity"
+kubectl --context "kind-$CLUSTER" apply -k k8s/base/namespace >/dev/null
+"$BIN_DIR/anatomy-certs" --dir "$CERTS" init --shards 3 --replicas 3 >/dev/null
+for id in $("$BIN_DIR/anatomy-certs" --dir "$CERTS" list); do
+  [[ $id == operator ]] && continue # stays on this machine, for grpcurl
+  k create secret generic "$id-tls" --type=kubernetes.io/tls \
+    --from-file=tls.crt="$CERTS/$id.pem" --from-file=tls.key="$CERTS/$id.key" \
+    --from-file=ca.crt="$CERTS/ca.pem" --dry-run=client -o yaml | k apply -f - >/dev/null
 done
 
 # --- apply --------------------------------------------------------------------
@@ -108,6 +126,10 @@ Try it (the kind overlay's development keys: dev-key-acme, dev-key-globex):
   grpcurl -plaintext -H 'authorization: Bearer dev-key-acme' -d '{"request_id":"d1","account_id":"alice","amount":"1000"}' $GW anatomy.gateway.v1.Ledger/Deposit
   grpcurl -plaintext -H 'authorization: Bearer dev-key-acme' -d '{"account_id":"alice"}' $GW anatomy.gateway.v1.Ledger/GetAccount
   curl -s -H 'authorization: Bearer dev-key-acme' http://127.0.0.1:$HTTP_PORT/v1/accounts
+
+Inside (mutual TLS, as the operator), through a port-forward to one storage pod:
+  kubectl --context kind-$CLUSTER -n anatomy port-forward pod/storage-s0-0 50071:50071 &
+  grpcurl -cacert $CERTS/ca.pem -cert $CERTS/operator.pem -key $CERTS/operator.key 127.0.0.1:50071 anatomy.storage.v1.Admin/ClusterStatus
 
 The port-forward follows one gateway pod; if that pod goes away, run this script again.
 scripts/kind-down.sh deletes the cluster.

@@ -1,12 +1,9 @@
 //! Compiles the subset of etcd's v3 API the benchmark speaks (client only).
-
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    println!("cargo:rerun-if-changed={}", root.join("etcd").display());
-    let fds = protox::compile(["etcd/etcdserverpb/kv.proto"], [&root])?;
-    tonic_prost_build::configure()
-        .build_server(false)
-        .bytes(".etcdserverpb")
-        .compile_fds(fds)?;
-    Ok(())
+fn main() -> Result<(), anatomy_proto_build::BuildError> {
+    anatomy_proto_build::compile(&anatomy_proto_build::Package {
+        file: "etcd/etcdserverpb/kv.proto",
+        json: None,
+        bytes: &[".etcdserverpb"],
+        servers: false,
+    })
 }

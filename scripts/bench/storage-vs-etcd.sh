@@ -30,7 +30,7 @@ done
 rm -f "$OUT"
 
 say "==> building (release)"
-(cd "$ROOT" && cargo build --release --bins -p storage -p loadgen)
+build_binaries
 LOADGEN="$BIN_DIR/loadgen"
 BENCH_DIR="$ROOT/.anatomy-bench"
 MAP="$BENCH_DIR/shard-map.toml"

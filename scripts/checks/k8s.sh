@@ -2,7 +2,10 @@
 # Offline checks of the Kubernetes manifests (no cluster needed):
 #   render    every overlay and every per-service kustomization (kubectl kustomize)
 #   schema    strict validation against the Kubernetes $K8S_VERSION schemas
-#   policy    our rules (scripts/checks/k8s_policy.py): security, probes, PDBs, ...
+#   policy    our rules (scripts/checks/k8s_policy.py): security, probes, PDBs,
+#             identity (a Secret per identity mounted at /tls, probes on the
+#             plaintext health port) and the cert-manager overlay's resources
+#             (their shape and identities: no CRD schemas offline), ...
 #   flags     every --flag / ANATOMY_* the manifests (and compose) set exists in
 #             the binaries' --help ($BIN_DIR, default target/release)
 #   and a shellcheck of every scripts/**/*.sh, at severity warning.

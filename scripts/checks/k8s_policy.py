@@ -139,6 +139,125 @@ def check_container(where, c, pod, svc, kind_overlay, allowed_images):
         fail(w, f"preStop {sleep}s + drain {grace:g}s does not fit in terminationGracePeriodSeconds {tgps}")
 
 
+def identities_of(o, svc):
+    """The identities a workload's pods may be: gateway, business, or the
+    replicas storage-sN-r1..3 of the StatefulSet storage-sN."""
+    if svc != "storage":
+        return [svc]
+    m = re.fullmatch(r"storage-s(\d+)", o["metadata"]["name"])
+    return [f"storage-s{m[1]}-r{r}" for r in (1, 2, 3)] if m else []
+
+
+def check_identity(where, o, c, pod, svc):
+    """Mutual TLS: certificates from one Secret per identity, mounted as a
+    directory (no subPath: rotations must reach the files), the development
+    default off, and probes on the plaintext health port."""
+    w = f"{where} container {c['name']}"
+    env = {k: str(e.get("value")) for k, e in env_of(c).items()}
+    if env.get("ANATOMY_TLS_DIR") != "/tls" or env.get("ANATOMY_TLS_DEV_CERTS") != "false":
+        fail(w, "needs ANATOMY_TLS_DIR=/tls and ANATOMY_TLS_DEV_CERTS=false")
+    if env.get("ANATOMY_INSECURE_PLAINTEXT", "false") not in ("false", "0"):
+        fail(w, "must not turn mutual TLS off (ANATOMY_INSECURE_PLAINTEXT)")
+    ports = {p.get("name"): p["containerPort"] for p in c.get("ports") or []}
+    health = ports.get("health")
+    if health is None or not env.get("ANATOMY_HEALTH_LISTEN", "").endswith(f":{health}"):
+        fail(w, "needs port 'health' and ANATOMY_HEALTH_LISTEN on it (probes cannot present a client certificate)")
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        port = ((c.get(probe) or {}).get("grpc") or {}).get("port")
+        if health is not None and port != health:
+            fail(w, f"{probe} must use the health port {health} (the gRPC port requires a client certificate)")
+    mounts = [m for m in c.get("volumeMounts") or [] if m.get("mountPath") == "/tls"]
+    if len(mounts) != 1 or not mounts[0].get("readOnly") or mounts[0].get("subPath"):
+        fail(w, "needs one read-only volumeMount at /tls without subPath")
+        return
+    vols = [v for v in pod.get("volumes") or [] if v["name"] == mounts[0]["name"]]
+    sources = ((vols[0].get("projected") or {}).get("sources") or []) if vols else []
+    got = {}
+    for src in sources:
+        sec = src.get("secret") or {}
+        got[sec.get("name")] = {i["key"]: i["path"] for i in sec.get("items") or []}
+    want = identities_of(o, svc)
+    if sorted(got) != sorted(f"{i}-tls" for i in want):
+        fail(where, f"volume {mounts[0]['name']} must project Secrets {[f'{i}-tls' for i in want]} (has {sorted(got)})")
+        return
+    cas = 0
+    for ident in want:
+        items = got[f"{ident}-tls"]
+        if items.get("tls.crt") != f"{ident}.pem" or items.get("tls.key") != f"{ident}.key":
+            fail(where, f"Secret {ident}-tls must map tls.crt/tls.key to {ident}.pem/{ident}.key")
+        cas += items.get("ca.crt") == "ca.pem"
+    if cas != 1:
+        fail(where, "exactly one Secret must provide ca.crt as ca.pem")
+
+
+# cert-manager.io/v1 fields this check knows (kubernetes-validate has no
+# schemas for CRDs, so their shape is checked here, strictly).
+CERT_FIELDS = {"secretName", "commonName", "subject", "uris", "dnsNames", "ipAddresses",
+               "emailAddresses", "usages", "duration", "renewBefore", "isCA", "privateKey",
+               "issuerRef", "secretTemplate", "revisionHistoryLimit"}
+CERT_USAGES = {"signing", "digital signature", "content commitment", "key encipherment",
+               "key agreement", "data encipherment", "cert sign", "crl sign", "encipher only",
+               "decipher only", "any", "server auth", "client auth", "code signing",
+               "email protection", "s/mime", "ipsec end system", "ipsec tunnel", "ipsec user",
+               "timestamping", "ocsp signing", "microsoft sgc", "netscape sgc"}
+KEY_FIELDS = {"algorithm": {"RSA", "ECDSA", "Ed25519"}, "encoding": {"PKCS1", "PKCS8"},
+              "rotationPolicy": {"Never", "Always"}, "size": None}
+ISSUER_KINDS = {"selfSigned", "ca", "acme", "vault", "venafi"}
+
+
+def check_cert_manager_shapes(where, objs):
+    for o in objs:
+        if o.get("apiVersion") != "cert-manager.io/v1":
+            continue
+        w = f"{where} {o['kind']}/{o['metadata'].get('name')}"
+        spec = o.get("spec") or {}
+        if o["kind"] == "Certificate":
+            for k in set(spec) - CERT_FIELDS:
+                fail(w, f"unknown field spec.{k}")
+            for k in ("secretName", "issuerRef"):
+                if k not in spec:
+                    fail(w, f"spec.{k} is required")
+            for u in set(spec.get("usages") or []) - CERT_USAGES:
+                fail(w, f"unknown usage {u!r}")
+            for k, v in (spec.get("privateKey") or {}).items():
+                if k not in KEY_FIELDS or (KEY_FIELDS[k] and v not in KEY_FIELDS[k]):
+                    fail(w, f"privateKey.{k}: {v!r} is not valid")
+            for k in ("duration", "renewBefore"):
+                if k in spec and not re.fullmatch(r"(\d+(\.\d+)?(h|m|s|ms))+", str(spec[k])):
+                    fail(w, f"spec.{k} {spec[k]!r} is not a Go duration")
+            if set(spec.get("issuerRef") or {}) - {"name", "kind", "group"}:
+                fail(w, "issuerRef takes name, kind, group")
+        elif o["kind"] in ("Issuer", "ClusterIssuer"):
+            if len(set(spec) & ISSUER_KINDS) != 1 or set(spec) - ISSUER_KINDS:
+                fail(w, f"spec must be exactly one of {sorted(ISSUER_KINDS)}")
+        else:
+            fail(w, f"unexpected cert-manager kind {o['kind']}")
+
+
+def check_certificates(where, objs):
+    """cert-manager: each Secret a workload mounts is issued by a
+    Certificate naming that identity, good for both ends, from an Issuer here."""
+    check_cert_manager_shapes(where, objs)
+    certs = {o["spec"].get("secretName"): o for o in objs if o["kind"] == "Certificate"}
+    issuers = {o["metadata"]["name"] for o in objs if o["kind"] in ("Issuer", "ClusterIssuer")}
+    for o in (o for o in objs if o["kind"] in ("Deployment", "StatefulSet")):
+        svc = (o["spec"]["template"]["metadata"].get("labels") or {}).get("app.kubernetes.io/name")
+        for ident in identities_of(o, svc):
+            cert = certs.get(f"{ident}-tls")
+            if cert is None:
+                fail(where, f"no Certificate writes Secret {ident}-tls")
+                continue
+            spec = cert["spec"]
+            uri = "spiffe://anatomy.local/" + (ident.replace("-s", "/s", 1).replace("-r", "/r", 1)
+                                                 if ident.startswith("storage-") else ident)
+            if spec.get("uris") != [uri]:
+                fail(where, f"Certificate {cert['metadata']['name']} must name exactly {uri}")
+            if not {"server auth", "client auth"} <= set(spec.get("usages") or []):
+                fail(where, f"Certificate {cert['metadata']['name']} needs usages server auth and client auth")
+            if (spec.get("issuerRef") or {}).get("name") not in issuers:
+                fail(where, f"Certificate {cert['metadata']['name']} names an issuer that is not here")
+
+
 def check_workload(where, o, objs, kind_overlay, allowed_images):
     meta_labels = o["metadata"].get("labels") or {}
     tmpl = o["spec"]["template"]
@@ -161,6 +280,8 @@ def check_workload(where, o, objs, kind_overlay, allowed_images):
         fail(where, f"fsGroup must be {UID} so the data volume is writable")
     for c in pod.get("initContainers", []) + pod["containers"]:
         check_container(where, c, pod, svc, kind_overlay, allowed_images)
+    for c in pod["containers"]:
+        check_identity(where, o, c, pod, svc)
 
     spreads = pod.get("topologySpreadConstraints") or []
     anti = (pod.get("affinity") or {}).get("podAntiAffinity") or {}
@@ -325,6 +446,8 @@ def main():
         components = set(pods)
         check_network(where, objs, pods)
         check_configmaps(where, objs)
+        if any(o["kind"] == "Certificate" for o in objs):
+            check_certificates(where, objs)
         if "storage" in components:
             check_shard_map(where, objs)
         if where in ("base", "overlays-kind") and components != set(SERVICES):

@@ -49,6 +49,7 @@ rm -rf "$OUT" && mkdir -p "$OUT" && chmod 777 "$OUT"
 
 step "images and cluster"
 bash "$ROOT/scripts/images.sh" --no-build --with-tools >>"$LOG" 2>&1 || { tail -20 "$LOG"; die "images.sh failed"; }
+compose_certs
 compose up -d >>"$LOG" 2>&1 || { tail -20 "$LOG"; die "compose up failed"; }
 compose_wait_healthy 120 || die "the compose cluster did not become healthy"
 pass "14 containers healthy"
@@ -86,7 +87,7 @@ leader_of() {
   local r out id
   for r in 1 2 3; do
     [[ $r == "${2:-}" ]] && continue
-    out=$(grpcurl -plaintext -max-time 1 "$(storage_ip "$1" "$r"):50071" anatomy.storage.v1.Admin/NodeStatus 2>/dev/null) || continue
+    out=$(grpcurl "${COMPOSE_OPERATOR[@]}" -max-time 1 "$(storage_ip "$1" "$r"):50071" anatomy.storage.v1.Admin/NodeStatus 2>/dev/null) || continue
     id=$(json_field "$out" leaderId)
     [[ -n $id && $id != 0 && $id != "${2:-}" ]] && { echo "$id"; return 0; }
   done
@@ -169,16 +170,19 @@ if [[ -n $new ]]; then pass "storage-s2-r$new leads shard 2 after ${window} ms w
 else fail "no new leader for shard 2 within 15s"; fi
 echo "$window" >"$OUT/partition-window-ms"
 # A client that can reach only the cut-off node (from inside its network
-# namespace) must get no write acknowledged by it.
-python3 - "$OUT/isolated-map.toml" <<'PY'
+# namespace) must get no write acknowledged by it. It is the operator, with
+# the certificates beside its shard map (loadgen's default).
+python3 - "$OUT/isolated-map.toml" "$old" <<'PY'
 import sys
+old = int(sys.argv[2])
 lines = ["version = 1", "slots = 1024"]
 for s, (a, b) in enumerate([(0, 341), (341, 682), (682, 1024)]):
-    addr = "127.0.0.1:50071" if s == 2 else "127.0.0.1:1"
+    addr = lambda r: "127.0.0.1:50071" if (s, r) == (2, old) else "127.0.0.1:1"
     lines += ["[[shards]]", f"id = {s}", f"slot_start = {a}", f"slot_end = {b}",
-              "replicas = [" + ", ".join(f'{{ id = {r}, addr = "{addr}" }}' for r in (1, 2, 3)) + "]"]
+              "replicas = [" + ", ".join(f'{{ id = {r}, addr = "{addr(r)}" }}' for r in (1, 2, 3)) + "]"]
 open(sys.argv[1], "w").write("\n".join(lines) + "\n")
 PY
+mkdir -p "$OUT/tls" && cp "$ANATOMY_COMPOSE_TLS/operator/"* "$OUT/tls/" && chmod 644 "$OUT/tls/"*
 docker run --rm --network "container:$OLD_ID" --read-only -v "$OUT:/out" "anatomy-loadgen:${ANATOMY_TAG:-dev}" \
   storage --shard-map /out/isolated-map.toml --op put --concurrency 4 --duration 3s --timeout 1s \
   --json /out/isolated.json >"$OUT/isolated.out" 2>&1 || true
@@ -190,8 +194,8 @@ docker network connect --alias "storage-s2-r$old" "${COMPOSE_PROJECT}_storage" "
 printf '  reconnected storage-s2-r%s\n' "$old"
 caught_up=""
 for _ in $(seq 1 100); do
-  me=$(grpcurl -plaintext -max-time 1 "$(storage_ip 2 "$old"):50071" anatomy.storage.v1.Admin/NodeStatus 2>/dev/null) || { sleep 0.2; continue; }
-  lead=$(grpcurl -plaintext -max-time 1 "$(storage_ip 2 "$(leader_of 2 || echo "$new")"):50071" anatomy.storage.v1.Admin/NodeStatus 2>/dev/null) || { sleep 0.2; continue; }
+  me=$(grpcurl "${COMPOSE_OPERATOR[@]}" -max-time 1 "$(storage_ip 2 "$old"):50071" anatomy.storage.v1.Admin/NodeStatus 2>/dev/null) || { sleep 0.2; continue; }
+  lead=$(grpcurl "${COMPOSE_OPERATOR[@]}" -max-time 1 "$(storage_ip 2 "$(leader_of 2 || echo "$new")"):50071" anatomy.storage.v1.Admin/NodeStatus 2>/dev/null) || { sleep 0.2; continue; }
   if [[ $(json_field "$me" role) == Follower && $(json_field "$me" appliedIndex) -ge $(($(json_field "$lead" appliedIndex) - 0)) ]]; then
     caught_up="term $(json_field "$me" term), applied $(json_field "$me" appliedIndex)"
     break

@@ -18,6 +18,13 @@ call() {
   printf -v "$__out" '%s' "$(grpcurl -plaintext "$@" 2>&1 || true)"
 }
 
+# operator ARGS...: grpcurl to an internal service (mutual TLS) as the
+# operator, with the certificates of the cluster in $ANATOMY_DIR.
+operator() {
+  grpcurl -cacert "$ANATOMY_DIR/tls/ca.pem" -cert "$ANATOMY_DIR/tls/operator.pem" \
+    -key "$ANATOMY_DIR/tls/operator.key" "$@"
+}
+
 # json_field JSON NAME: prints a top-level field of grpcurl's JSON output.
 json_field() {
   python3 -c 'import json,sys; v=json.loads(sys.argv[1]).get(sys.argv[2], ""); print(v)' "$1" "$2" 2>/dev/null || true

@@ -57,10 +57,10 @@ while :; do
 done
 expect_eq TRANSFER_STATUS_COMPLETED "$status" "GetTransfer alice~t1"
 expect_eq "60 40" "$(balance alice) $(balance "$TO")" "alice and $TO"
-if grep -q "recovery pass" "$ANATOMY_DIR/logs/business-1.log"; then
-  pass "business-1's log shows the recovery pass: $(grep 'recovery pass' "$ANATOMY_DIR/logs/business-1.log" | tail -1 | sed 's/\x1b\[[0-9;]*m//g' | cut -c1-140)"
+if grep -q "recovery ended a pending transfer" "$ANATOMY_DIR/logs/business-1.log"; then
+  pass "business-1's log shows the recovery: $(grep 'recovery ended a pending transfer' "$ANATOMY_DIR/logs/business-1.log" | tail -1 | sed 's/\x1b\[[0-9;]*m//g' | cut -c1-160)"
 else
-  fail "no recovery pass in business-1's log"
+  fail "no recovery in business-1's log"
 fi
 rm -f "$LOG"
 finish

@@ -35,7 +35,7 @@ pid_of() { cat "$ANATOMY_DIR/run/storage-s$1-r$2.pid"; }
 leader() {
   local shard=$1 r out
   for r in 1 2 3; do
-    out=$(grpcurl -plaintext -max-time 2 "127.0.0.1:$((50071 + OFFSET + shard * 3 + r - 1))" \
+    out=$(operator -max-time 2 "127.0.0.1:$((50071 + OFFSET + shard * 3 + r - 1))" \
       anatomy.storage.v1.Admin/NodeStatus 2>/dev/null) || continue
     id=$(json_field "$out" leaderId)
     [[ -n $id && $id != 0 ]] && { echo "$id"; return; }

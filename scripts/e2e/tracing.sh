@@ -10,7 +10,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 export ANATOMY_DIR="$ROOT/.anatomy-e2e-tracing"
-OFFSET=7000
+OFFSET=2000
 GW="127.0.0.1:$((50051 + OFFSET))"
 METRICS="http://127.0.0.1:$((50051 + OFFSET - 41000))/metrics"
 SINK_ADDR="127.0.0.1:$((4317 + OFFSET))"

@@ -12,11 +12,12 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Healthcheck(check)) = &cli.command {
-        let default = cli.service.listen.replace("0.0.0.0:", "127.0.0.1:");
+        let default = cli.service.health_listen.replace("0.0.0.0:", "127.0.0.1:");
         anatomy_runtime::healthcheck::run(check, &default).await?;
         return Ok(());
     }
     let _telemetry = anatomy_runtime::telemetry::init("business", cli.service.common.log_format)?;
+    anatomy_runtime::tls::install_provider();
     business::run(cli.service).await?;
     Ok(())
 }

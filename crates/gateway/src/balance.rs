@@ -18,11 +18,13 @@ use std::time::Duration;
 
 use anatomy_runtime::layers::breaker::{Breaker, BreakerConfig, BreakerHandle, BreakerState};
 use anatomy_runtime::layers::propagate::PropagateLayer;
+use anatomy_runtime::tls::transport::endpoint;
+use anatomy_runtime::tls::{Identity, Transport};
 use hickory_resolver::TokioResolver;
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::body::Body;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tower::BoxError;
 use tower::balance::p2c::Balance;
 use tower::discover::Change;
@@ -98,7 +100,8 @@ impl PoolState {
     }
 }
 
-/// Builds the pool and starts its discovery task.
+/// Builds the pool and starts its discovery task; connections go over
+/// `transport` (with mTLS, only to servers that are `business`).
 ///
 /// The stack, outside in: a bounded queue (callers share one balancer);
 /// load shedding (when no replica is ready, fail now with UNAVAILABLE
@@ -110,10 +113,18 @@ pub fn pool(
     every: Duration,
     queue: usize,
     breaker: BreakerConfig,
+    transport: Transport,
 ) -> (Pool, Arc<PoolState>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let state = Arc::new(PoolState::default());
-    tokio::spawn(discover(targets, every, breaker, tx, state.clone()));
+    tokio::spawn(discover(
+        targets,
+        every,
+        breaker,
+        transport,
+        tx,
+        state.clone(),
+    ));
     let discover = PendingRequestsDiscover::new(
         UnboundedReceiverStream::new(rx),
         CompleteOnResponse::default(),
@@ -129,12 +140,16 @@ pub fn pool(
     (BoxCloneSyncService::new(traced), state)
 }
 
+/// What the pool answers when no replica is ready to take a call: the
+/// call reached no replica, so the gateway retries it (see
+/// `ledger::unreachable`).
+pub const NO_REPLICA_READY: &str =
+    "no business replica is ready (all unreachable or still being discovered)";
+
 fn pool_error(e: BoxError) -> PoolError {
     if e.is::<Overloaded>() {
         // tonic finds a Status in the error's source chain and uses it.
-        return PoolError(Box::new(tonic::Status::unavailable(
-            "no business replica is ready (all unreachable or still being discovered)",
-        )));
+        return PoolError(Box::new(tonic::Status::unavailable(NO_REPLICA_READY)));
     }
     PoolError(e)
 }
@@ -145,6 +160,7 @@ async fn discover(
     targets: Vec<Target>,
     every: Duration,
     breaker: BreakerConfig,
+    transport: Transport,
     tx: Changes,
     state: Arc<PoolState>,
 ) {
@@ -164,7 +180,7 @@ async fn discover(
     loop {
         let next = resolve_all(resolver.as_ref(), &targets, &current).await;
         for addr in next.difference(&current) {
-            match channel(*addr) {
+            match channel(*addr, &transport) {
                 Ok(c) => {
                     tracing::info!(%addr, "business replica added");
                     let endpoint = Breaker::new(c, breaker);
@@ -245,13 +261,16 @@ fn fqdn(host: &str) -> String {
     }
 }
 
-fn channel(addr: SocketAddr) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+fn channel(addr: SocketAddr, transport: &Transport) -> Result<Channel, String> {
+    let endpoint = endpoint(&addr.to_string())
+        .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(1))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
+        .keep_alive_while_idle(true);
+    transport
+        .lazy_channel(endpoint, Identity::Business)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! The gateway binary's command line. Every flag has an `ANATOMY_*` env twin.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use anatomy_runtime::tls::TlsArgs;
 use anatomy_runtime::{CommonArgs, HealthcheckArgs, parse_duration};
 use clap::{Args, Parser, Subcommand};
 
@@ -41,6 +43,12 @@ pub struct GatewayArgs {
     #[arg(long, env = "ANATOMY_METRICS_LISTEN", default_value = "127.0.0.1:9051")]
     pub metrics_listen: String,
 
+    /// Address to serve grpc.health.v1 on in plaintext, for probes (the
+    /// same status the public port reports; there it needs TLS when
+    /// --public-tls-cert is set), or "off". It serves nothing else.
+    #[arg(long, env = "ANATOMY_HEALTH_LISTEN", default_value = "127.0.0.1:50551")]
+    pub health_listen: String,
+
     /// The business replicas: host:port[,host:port...]. Every address a
     /// name resolves to is a replica (a headless Service or a compose
     /// service name), re-resolved every --resolve-interval.
@@ -56,6 +64,26 @@ pub struct GatewayArgs {
     /// dev-key-globex=globex) and says so loudly.
     #[arg(long, env = "ANATOMY_API_KEYS", hide_env_values = true)]
     pub api_keys: Option<String>,
+
+    /// How long a client connection to the public gRPC port lives (about:
+    /// each gateway draws its own within ±10 %) before the gateway sends
+    /// GOAWAY and the client moves to a new connection — so that callers
+    /// behind a connection balancer (a Kubernetes Service) spread onto
+    /// gateways started after they connected. Calls on the old connection
+    /// get --max-deadline to finish. 0 = never.
+    #[arg(long, env = "ANATOMY_MAX_CONNECTION_AGE", value_parser = parse_duration, default_value = "60s")]
+    pub max_connection_age: Duration,
+
+    /// How long an HTTP/JSON client has to send a request's headers after
+    /// connecting or after its last answer (idle keep-alive connections
+    /// close after as long), and to answer an HTTP/2 ping.
+    #[arg(long, env = "ANATOMY_HTTP_HEADER_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub http_header_timeout: Duration,
+
+    /// How long an HTTP/JSON client has to send a request's body (the body
+    /// is at most 64 KiB); a slower one gets 408.
+    #[arg(long, env = "ANATOMY_HTTP_BODY_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub http_body_timeout: Duration,
 
     /// Deadline given to calls whose caller sent none.
     #[arg(long, env = "ANATOMY_REQUEST_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
@@ -100,6 +128,22 @@ pub struct GatewayArgs {
     #[arg(long, env = "ANATOMY_BREAKER_OPEN_FOR", value_parser = parse_duration, default_value = "2s")]
     pub breaker_open_for: Duration,
 
+    /// Certificate (PEM, leaf first) for TLS on the public listeners
+    /// (--listen and --http-listen), with --public-tls-key. Without them
+    /// both are plaintext (local use: `grpcurl -plaintext`). Clients
+    /// present no certificate (tenants use API keys). Reloaded when the
+    /// files change.
+    #[arg(long, env = "ANATOMY_PUBLIC_TLS_CERT", requires = "public_tls_key")]
+    pub public_tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --public-tls-cert.
+    #[arg(long, env = "ANATOMY_PUBLIC_TLS_KEY", requires = "public_tls_cert")]
+    pub public_tls_key: Option<PathBuf>,
+
+    /// How the gateway reaches business: mutual TLS as `gateway`.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -117,6 +161,8 @@ mod tests {
             "ANATOMY_BUSINESS_ADDR",
             "ANATOMY_API_KEYS",
             "ANATOMY_REQUEST_TIMEOUT",
+            "ANATOMY_HEALTH_LISTEN",
+            "ANATOMY_TLS_DIR",
         ] {
             assert!(help.contains(var), "{var} missing from --help");
         }

@@ -2,8 +2,8 @@
 //! business service's internal one (`anatomy.business.v1`). The public
 //! contract carries no tenant: the gateway adds the authenticated one.
 
-use anatomy_proto::business::v1 as biz;
-use anatomy_proto::gateway::v1 as api;
+use business_api::v1 as biz;
+use gateway_api::v1 as api;
 
 fn time(t: Option<prost_types::Timestamp>) -> Option<pbjson_types::Timestamp> {
     t.map(|t| pbjson_types::Timestamp {

@@ -17,35 +17,43 @@
 //! | `POST /v1/transfers` | Transfer |
 //! | `GET /v1/transfers/{transfer_id}` | GetTransfer |
 //!
-//! The cross-cutting parts are tower-http layers, outermost first: a
-//! request id (set if missing, echoed back) so a call can be followed
-//! through the logs; tracing of each request; CORS, so a browser page may
-//! call the API; gzip; a body size limit; and a timeout backstop above the
-//! deadline each call already carries.
+//! The cross-cutting parts are layers (see `router`): a request id, so a
+//! call can be followed through the logs; tracing; one JSON error shape for
+//! every refusal; CORS, so a browser page may call the API; gzip; a body
+//! size limit and a body read timeout; a timeout backstop above the
+//! deadline each call carries (capped, as on the gRPC port); and the API
+//! key check before any body is read.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anatomy_proto::gateway::v1 as api;
-use anatomy_proto::gateway::v1::ledger_server::Ledger;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderName, StatusCode};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use gateway_api::v1 as api;
+use gateway_api::v1::ledger_server::Ledger;
 use serde::{Deserialize, Serialize};
-use tonic::{Code, Status};
+use tonic::Status;
 use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::CorsLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::auth::ApiKeys;
+use anatomy_runtime::grpc_timeout::parse_grpc_timeout;
+use tonic::metadata::MetadataMap;
+
+use crate::auth::{ApiKeys, Tenant};
+use crate::http_errors::{error, json_errors};
 use crate::ledger::Gateway;
 
 /// The largest request body accepted.
@@ -56,86 +64,83 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct HttpState {
     pub gateway: Gateway,
     pub keys: ApiKeys,
+    /// The longest deadline a request may ask for (`grpc-timeout` header);
+    /// longer ones are cut to it, as on the gRPC port.
+    pub max_deadline: Duration,
 }
 
-/// The HTTP gRPC status mapping (google.rpc.Code → HTTP).
-pub fn http_status(code: Code) -> StatusCode {
-    match code {
-        Code::Ok => StatusCode::OK,
-        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
-            StatusCode::BAD_REQUEST
-        }
-        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-        Code::PermissionDenied => StatusCode::FORBIDDEN,
-        Code::NotFound => StatusCode::NOT_FOUND,
-        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
-        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-        Code::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
-        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
-        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
-        Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+/// Who is calling, and how long they wait: the tenant the `authenticate`
+/// layer found (before any body was read) and the request's `grpc-timeout`
+/// header, if any.
+#[derive(Debug, Clone)]
+struct Caller {
+    tenant: Tenant,
+    timeout: Option<Duration>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Response> {
+        let tenant = parts
+            .extensions
+            .get::<Tenant>()
+            .cloned()
+            .ok_or_else(|| error(&Status::unauthenticated("request was not authenticated")))?;
+        let timeout = match parts.headers.get("grpc-timeout") {
+            None => None,
+            Some(value) => Some(
+                value
+                    .to_str()
+                    .ok()
+                    .and_then(parse_grpc_timeout)
+                    .ok_or_else(|| {
+                        error(&Status::invalid_argument(
+                            "the grpc-timeout header must be a number of up to 8 digits \
+                             and a unit (H, M, S, m, u, n), e.g. 500m",
+                        ))
+                    })?,
+            ),
+        };
+        Ok(Self { tenant, timeout })
     }
 }
 
-/// The name proto3 JSON uses for a code, e.g. `NOT_FOUND`.
-fn code_name(code: Code) -> String {
-    let camel = format!("{code:?}");
-    let mut out = String::new();
-    for (i, c) in camel.chars().enumerate() {
-        if c.is_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
+/// Authenticates every API request from its `authorization` header before
+/// anything else is done with it — its body is not even read — and hands
+/// the tenant on to the route.
+async fn authenticate(State(keys): State<ApiKeys>, mut request: Request, next: Next) -> Response {
+    let mut metadata = MetadataMap::new();
+    if let Some(value) = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+    {
+        metadata.insert("authorization", value);
     }
-    out
+    match keys.authenticate(&metadata) {
+        Ok(tenant) => {
+            request.extensions_mut().insert(tenant);
+            next.run(request).await
+        }
+        Err(status) => error(&status),
+    }
 }
 
-#[derive(Serialize)]
-struct ErrorBody {
-    code: String,
-    message: String,
-}
-
-fn error(status: &Status) -> Response {
-    let body = ErrorBody {
-        code: code_name(status.code()),
-        message: status.message().to_string(),
-    };
-    (http_status(status.code()), axum::Json(body)).into_response()
-}
-
-/// Metadata a gRPC caller would send, taken from the HTTP headers.
-const FORWARDED: [&str; 2] = ["authorization", "grpc-timeout"];
-
-/// Runs one Ledger call for an HTTP request.
-async fn call<Q, R, F, Fut>(
-    state: &HttpState,
-    headers: &HeaderMap,
-    message: Q,
-    method: F,
-) -> Response
+/// Runs one Ledger call for an HTTP request, within the caller's deadline
+/// cut to `max_deadline` (the gateway's default when they sent none).
+async fn call<Q, R, F, Fut>(state: &HttpState, caller: Caller, message: Q, method: F) -> Response
 where
     F: FnOnce(Gateway, tonic::Request<Q>) -> Fut,
     Fut: Future<Output = Result<tonic::Response<R>, Status>>,
     R: Serialize,
 {
     let mut request = tonic::Request::new(message);
-    for name in FORWARDED {
-        if let Some(value) = headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-        {
-            request.metadata_mut().insert(name, value);
-        }
+    if let Some(timeout) = caller.timeout {
+        request.set_timeout(timeout.min(state.max_deadline));
     }
-    match state.keys.authenticate(request.metadata()) {
-        Ok(tenant) => {
-            request.extensions_mut().insert(tenant);
-        }
-        Err(status) => return error(&status),
-    }
+    request.extensions_mut().insert(caller.tenant);
     match method(state.gateway.clone(), request).await {
         Ok(response) => axum::Json(response.into_inner()).into_response(),
         Err(status) => error(&status),
@@ -165,44 +170,43 @@ struct Page {
 
 type Shared = State<Arc<HttpState>>;
 
-async fn create_account(State(s): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+async fn create_account(State(s): Shared, caller: Caller, bytes: Bytes) -> Response {
     let message: api::CreateAccountRequest = match body(&bytes) {
         Ok(m) => m,
         Err(s) => return error(&s),
     };
-    call(&s, &headers, message, |g, r| async move {
+    call(&s, caller, message, |g, r| async move {
         g.create_account(r).await
     })
     .await
 }
 
-async fn list_accounts(State(s): Shared, headers: HeaderMap, Query(page): Query<Page>) -> Response {
+async fn list_accounts(State(s): Shared, caller: Caller, Query(page): Query<Page>) -> Response {
     let message = api::ListAccountsRequest {
         page_size: page.page_size.unwrap_or(0),
         page_token: page.page_token.unwrap_or_default(),
     };
-    call(&s, &headers, message, |g, r| async move {
+    call(&s, caller, message, |g, r| async move {
         g.list_accounts(r).await
     })
     .await
 }
 
-async fn get_account(
-    State(s): Shared,
-    headers: HeaderMap,
-    Path(account_id): Path<String>,
-) -> Response {
+async fn get_account(State(s): Shared, caller: Caller, Path(account_id): Path<String>) -> Response {
     let message = api::GetAccountRequest { account_id };
-    call(&s, &headers, message, |g, r| async move {
-        g.get_account(r).await
-    })
+    call(
+        &s,
+        caller,
+        message,
+        |g, r| async move { g.get_account(r).await },
+    )
     .await
 }
 
 /// `POST /v1/accounts/{account_id}:{deposit|withdraw|close}`.
 async fn account_action(
     State(s): Shared,
-    headers: HeaderMap,
+    caller: Caller,
     Path(target): Path<String>,
     bytes: Bytes,
 ) -> Response {
@@ -219,7 +223,7 @@ async fn account_action(
                 Err(s) => return error(&s),
             };
             let m = api::DepositRequest { account_id, ..m };
-            call(&s, &headers, m, |g, r| async move { g.deposit(r).await }).await
+            call(&s, caller, m, |g, r| async move { g.deposit(r).await }).await
         }
         "withdraw" => {
             let m: api::WithdrawRequest = match body(&bytes) {
@@ -227,7 +231,7 @@ async fn account_action(
                 Err(s) => return error(&s),
             };
             let m = api::WithdrawRequest { account_id, ..m };
-            call(&s, &headers, m, |g, r| async move { g.withdraw(r).await }).await
+            call(&s, caller, m, |g, r| async move { g.withdraw(r).await }).await
         }
         "close" => {
             let m: api::CloseAccountRequest = match body(&bytes) {
@@ -237,7 +241,7 @@ async fn account_action(
             let m = api::CloseAccountRequest { account_id, ..m };
             call(
                 &s,
-                &headers,
+                caller,
                 m,
                 |g, r| async move { g.close_account(r).await },
             )
@@ -251,7 +255,7 @@ async fn account_action(
 
 async fn list_entries(
     State(s): Shared,
-    headers: HeaderMap,
+    caller: Caller,
     Path(account_id): Path<String>,
     Query(page): Query<Page>,
 ) -> Response {
@@ -260,20 +264,20 @@ async fn list_entries(
         page_size: page.page_size.unwrap_or(0),
         page_token: page.page_token.unwrap_or_default(),
     };
-    call(&s, &headers, message, |g, r| async move {
+    call(&s, caller, message, |g, r| async move {
         g.list_entries(r).await
     })
     .await
 }
 
-async fn transfer(State(s): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+async fn transfer(State(s): Shared, caller: Caller, bytes: Bytes) -> Response {
     let message: api::TransferRequest = match body(&bytes) {
         Ok(m) => m,
         Err(s) => return error(&s),
     };
     call(
         &s,
-        &headers,
+        caller,
         message,
         |g, r| async move { g.transfer(r).await },
     )
@@ -282,11 +286,11 @@ async fn transfer(State(s): Shared, headers: HeaderMap, bytes: Bytes) -> Respons
 
 async fn get_transfer(
     State(s): Shared,
-    headers: HeaderMap,
+    caller: Caller,
     Path(transfer_id): Path<String>,
 ) -> Response {
     let message = api::GetTransferRequest { transfer_id };
-    call(&s, &headers, message, |g, r| async move {
+    call(&s, caller, message, |g, r| async move {
         g.get_transfer(r).await
     })
     .await
@@ -299,18 +303,32 @@ async fn not_found() -> Response {
 }
 
 /// The HTTP router, with its middleware.
-pub fn router(state: HttpState, timeout: Duration) -> Router {
+///
+/// Outermost first: a request id (set if missing, echoed back); tracing;
+/// CORS; gzip; every error answer in the API's JSON shape (axum's own
+/// rejections — a bad query string, a wrong method, a body over the limit,
+/// the backstop's timeout — are plain text otherwise; inside gzip, so it
+/// reads them uncompressed); the body size limit and `body_timeout` for
+/// reading it; and a timeout backstop a second above the longest deadline
+/// a call may have. Inside the routes (`route_layer`, so a path that
+/// matches no route is a 404 whoever asks), authentication, before any
+/// extractor reads the body.
+pub fn router(state: HttpState, body_timeout: Duration) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    let layers = ServiceBuilder::new()
+    let backstop = state.max_deadline + Duration::from_secs(1);
+    let keys = state.keys.clone();
+    let outer = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(request_id))
         .layer(TraceLayer::new_for_http())
         .layer(CorsLayer::permissive())
-        .layer(CompressionLayer::new())
+        .layer(CompressionLayer::new());
+    let inner = ServiceBuilder::new()
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
-            timeout,
+            backstop,
         ));
     Router::new()
         .route("/v1/accounts", post(create_account).get(list_accounts))
@@ -321,36 +339,163 @@ pub fn router(state: HttpState, timeout: Duration) -> Router {
         .route("/v1/accounts/{account_id}/entries", get(list_entries))
         .route("/v1/transfers", post(transfer))
         .route("/v1/transfers/{transfer_id}", get(get_transfer))
+        .route_layer(middleware::from_fn_with_state(keys, authenticate))
         .fallback(not_found)
         .with_state(Arc::new(state))
-        .layer(layers)
+        .layer(inner)
+        .layer(middleware::map_response(json_errors))
+        .layer(outer)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::DEV_KEYS;
+    use crate::balance::{self, Target};
+    use crate::ledger::CallPolicy;
+    use crate::rate_limit::TenantLimits;
+    use anatomy_runtime::layers::breaker::BreakerConfig;
+    use anatomy_runtime::retry::{Backoff, RetryPolicy};
+    use anatomy_runtime::tls::Transport;
+    use axum::body::Body;
+    use tower::ServiceExt as _;
 
-    #[test]
-    fn codes_map_to_http_and_names() {
-        assert_eq!(http_status(Code::NotFound), StatusCode::NOT_FOUND);
-        assert_eq!(
-            http_status(Code::FailedPrecondition),
-            StatusCode::BAD_REQUEST
+    /// The router over a gateway whose business address nothing listens
+    /// on: these requests are refused before any call would be made.
+    fn app() -> Router {
+        let (pool, state) = balance::pool(
+            vec![Target {
+                host: "127.0.0.1".into(),
+                port: 1,
+            }],
+            Duration::from_secs(60),
+            16,
+            BreakerConfig::default(),
+            Transport::Plaintext,
         );
-        assert_eq!(http_status(Code::AlreadyExists), StatusCode::CONFLICT);
-        assert_eq!(
-            http_status(Code::ResourceExhausted),
-            StatusCode::TOO_MANY_REQUESTS
+        let policy = CallPolicy {
+            default_timeout: Duration::from_secs(1),
+            retry: RetryPolicy {
+                backoff: Backoff {
+                    base: Duration::from_millis(1),
+                    max: Duration::from_millis(1),
+                },
+                max_retries: Some(0),
+                budget: None,
+            },
+            none_ready_wait: Duration::ZERO,
+            tenant_limits: TenantLimits::new(0, 0),
+        };
+        let gateway = Gateway::new(
+            business_api::v1::ledger_client::LedgerClient::new(pool),
+            state,
+            policy,
         );
+        let state = HttpState {
+            gateway,
+            keys: ApiKeys::parse(DEV_KEYS).expect("dev keys"),
+            max_deadline: Duration::from_secs(30),
+        };
+        router(state, Duration::from_secs(10))
+    }
+
+    /// Sends one request; the answer's status, code and request id.
+    async fn send(request: axum::http::Request<Body>) -> (StatusCode, String, bool) {
+        let response = app().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let has_id = response.headers().contains_key("x-request-id");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let json: serde_json::Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&body)));
+        let code = json["code"].as_str().expect("a code").to_string();
+        assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()));
+        (status, code, has_id)
+    }
+
+    fn request(
+        method: &str,
+        uri: &str,
+        key: Option<&str>,
+        body: &str,
+    ) -> axum::http::Request<Body> {
+        let mut builder = axum::http::Request::builder().method(method).uri(uri);
+        if let Some(key) = key {
+            builder = builder.header("authorization", format!("Bearer {key}"));
+        }
+        builder.body(Body::from(body.to_string())).expect("request")
+    }
+
+    #[tokio::test]
+    async fn the_key_is_checked_before_the_body_is_read() {
+        let (status, code, has_id) = send(request("POST", "/v1/accounts", None, "{not json")).await;
         assert_eq!(
-            http_status(Code::Unavailable),
-            StatusCode::SERVICE_UNAVAILABLE
+            (status, code.as_str()),
+            (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED")
         );
+        assert!(has_id, "the request id survives");
+        let (status, code, _) = send(request(
+            "POST",
+            "/v1/accounts",
+            Some("dev-key-acme"),
+            "{not json",
+        ))
+        .await;
         assert_eq!(
-            http_status(Code::DeadlineExceeded),
-            StatusCode::GATEWAY_TIMEOUT
+            (status, code.as_str()),
+            (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT")
         );
-        assert_eq!(code_name(Code::FailedPrecondition), "FAILED_PRECONDITION");
-        assert_eq!(code_name(Code::NotFound), "NOT_FOUND");
+    }
+
+    #[tokio::test]
+    async fn every_refusal_has_the_json_error_shape() {
+        let key = Some("dev-key-acme");
+        let cases = [
+            (
+                request("GET", "/v1/accounts?page_size=many", key, ""),
+                StatusCode::BAD_REQUEST,
+                "INVALID_ARGUMENT",
+            ),
+            (
+                request("DELETE", "/v1/accounts", key, ""),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "UNIMPLEMENTED",
+            ),
+            (
+                request("GET", "/nowhere", None, ""),
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+            ),
+            (
+                request(
+                    "POST",
+                    "/v1/transfers",
+                    key,
+                    &"x".repeat(MAX_BODY_BYTES + 1),
+                ),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "OUT_OF_RANGE",
+            ),
+        ];
+        for (request, want_status, want_code) in cases {
+            let what = format!("{} {}", request.method(), request.uri());
+            let (status, code, _) = send(request).await;
+            assert_eq!((status, code.as_str()), (want_status, want_code), "{what}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_malformed_grpc_timeout_header_is_refused() {
+        let mut r = request("GET", "/v1/accounts/a", Some("dev-key-acme"), "");
+        r.headers_mut().insert(
+            "grpc-timeout",
+            axum::http::HeaderValue::from_static("forever"),
+        );
+        let (status, code, _) = send(r).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT")
+        );
     }
 }

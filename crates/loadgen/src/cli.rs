@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anatomy_runtime::parse_duration;
+use anatomy_runtime::tls::args::ToolTlsArgs;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::targets::storage::Op;
@@ -28,6 +29,8 @@ Examples:
   loadgen deposit --sweep 200:2000:4 --duration 5s --label 'limits off' --json off.jsonl
   loadgen plot --input off.jsonl --input on.jsonl --kind goodput --out sweep.png
   loadgen storage --shard-map .anatomy/shard-map.toml --op put --concurrency 1,16,64
+  loadgen register --shard-map .anatomy/shard-map.toml --duration 30s --history h.jsonl
+  loadgen check h.jsonl
 
 See docs/loadgen.md.";
 
@@ -44,6 +47,15 @@ pub enum Workload {
     /// invariants (money conserved, none negative, nothing stuck PENDING,
     /// histories consistent). Exits non-zero with the evidence on a violation.
     Bank(BankArgs),
+    /// Concurrent reads, writes and compare-and-sets of a few contended
+    /// keys, straight to storage, recorded as a history (JSON lines) for
+    /// `loadgen check`.
+    Register(RegisterArgs),
+    /// Decide whether a register history is linearizable. Exit status: 0
+    /// linearizable; 1 not (the key and a minimal set of operations that
+    /// cannot be ordered are printed); 2 bad input, or undecided within
+    /// --timeout.
+    Check(CheckArgs),
     /// Draw a chart (PNG or SVG) from --json results: latency percentiles
     /// over time of a run, or throughput and goodput against offered load
     /// of one or more sweeps (one line per --label).
@@ -319,6 +331,10 @@ pub struct StorageArgs {
     #[arg(long, env = "ANATOMY_STORAGE_ADDR", default_value = "127.0.0.1:50071")]
     pub storage_addr: String,
 
+    /// Storage is reached with mutual TLS as the operator.
+    #[command(flatten)]
+    pub tls: ToolTlsArgs,
+
     #[command(flatten)]
     pub kv: KvArgs,
 
@@ -399,6 +415,66 @@ pub struct DepositArgs {
 
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// The register workload.
+#[derive(Debug, Clone, Args)]
+pub struct RegisterArgs {
+    /// The shard map the storage nodes run (for a multi-shard cluster).
+    #[arg(long, env = "ANATOMY_SHARD_MAP")]
+    pub shard_map: Option<PathBuf>,
+
+    /// The single storage node when there is no --shard-map.
+    #[arg(long, env = "ANATOMY_STORAGE_ADDR", default_value = "127.0.0.1:50071")]
+    pub storage_addr: String,
+
+    /// Storage is reached with mutual TLS as the operator.
+    #[command(flatten)]
+    pub tls: ToolTlsArgs,
+
+    /// Where to write the history (JSON lines, one event per line).
+    #[arg(long, env = "ANATOMY_LOADGEN_HISTORY", default_value = "history.jsonl")]
+    pub history: PathBuf,
+
+    /// Concurrent clients (each one process at a time; a new process id
+    /// replaces one whose operation's outcome is unknown).
+    #[arg(long, env = "ANATOMY_LOADGEN_CLIENTS", default_value_t = 10)]
+    pub clients: usize,
+
+    /// Keys the clients share (few, so that they contend).
+    #[arg(long, env = "ANATOMY_LOADGEN_KEYS", default_value_t = 8)]
+    pub keys: usize,
+
+    /// At most this many operations per second, all clients together
+    /// (bounds the history's size: about rate x duration operations).
+    #[arg(long, env = "ANATOMY_LOADGEN_RATE", value_parser = parse_rate, default_value = "1000")]
+    pub rate: f64,
+
+    /// How long to run.
+    #[arg(long, short = 'd', env = "ANATOMY_LOADGEN_DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+
+    /// The deadline of each storage call.
+    #[arg(
+        long,
+        visible_alias = "timeout",
+        env = "ANATOMY_LOADGEN_DEADLINE",
+        value_parser = parse_duration,
+        default_value = "1s"
+    )]
+    pub deadline: Duration,
+}
+
+/// The history checker.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// The history to check (JSON lines, as `loadgen register` writes).
+    #[arg(env = "ANATOMY_LOADGEN_HISTORY")]
+    pub history: PathBuf,
+
+    /// Give up (exit status 2) if not decided within this.
+    #[arg(long, env = "ANATOMY_LOADGEN_CHECK_TIMEOUT", value_parser = parse_duration, default_value = "5m")]
+    pub timeout: Duration,
 }
 
 #[cfg(test)]

@@ -36,6 +36,12 @@ pub struct CommonArgs {
     #[arg(long, env = "ANATOMY_MAX_REQUEST_BYTES", default_value_t = 1 << 20)]
     pub max_request_bytes: usize,
 
+    /// The longest deadline a call may ask for: a longer grpc-timeout is
+    /// cut to this (and passed on so to the next hop), so that no caller
+    /// holds a slot longer, however long it is willing to wait.
+    #[arg(long, env = "ANATOMY_MAX_DEADLINE", value_parser = parse_duration, default_value = "30s")]
+    pub max_deadline: Duration,
+
     /// Async worker threads (0 = one per CPU core).
     #[arg(long, env = "ANATOMY_WORKER_THREADS", default_value_t = 0)]
     pub worker_threads: usize,
@@ -48,7 +54,9 @@ impl CommonArgs {
         crate::server::ServerLimits {
             max_in_flight: self.max_concurrent_calls,
             default_deadline,
+            max_deadline: self.max_deadline,
             max_request_bytes: self.max_request_bytes,
+            connection_age: crate::server::ConnectionAge::Unlimited,
         }
     }
 

@@ -2,9 +2,57 @@
 //! shape: which method it is (from the path) and how it ended (from the
 //! `grpc-status` header).
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, LazyLock, RwLock};
 
+use prost::Message as _;
 use tonic::Code;
+
+/// The health and reflection methods: served to anyone, never shed.
+/// Exactly these: any other `/grpc.…` path is an ordinary (unknown) call.
+pub const INFRASTRUCTURE: [&str; 4] = [
+    "grpc.health.v1.Health/Check",
+    "grpc.health.v1.Health/Watch",
+    "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
+
+/// Every method the servers of this process serve (`service/method`), from
+/// their descriptor sets. Metrics label only these: a request to any other
+/// path counts as `unknown`, so random paths cannot grow `/metrics`.
+static KNOWN: LazyLock<RwLock<BTreeSet<String>>> = LazyLock::new(RwLock::default);
+
+/// Adds the methods of the services in an encoded `FileDescriptorSet`.
+pub fn register_methods(descriptor_set: &[u8]) {
+    let Ok(set) = prost_types::FileDescriptorSet::decode(descriptor_set) else {
+        return;
+    };
+    let mut known = KNOWN
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for file in &set.file {
+        let package = file.package();
+        for service in &file.service {
+            for method in &service.method {
+                let full = if package.is_empty() {
+                    format!("{}/{}", service.name(), method.name())
+                } else {
+                    format!("{package}.{}/{}", service.name(), method.name())
+                };
+                known.insert(full);
+            }
+        }
+    }
+}
+
+/// Whether `service/method` is served here (everything is, until some
+/// server registered its methods: unit tests, libraries).
+fn is_known(service: &str, method: &str) -> bool {
+    let known = KNOWN
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    known.is_empty() || known.contains(&format!("{service}/{method}"))
+}
 
 /// `/package.Service/Method` split into its parts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,9 +91,22 @@ impl GrpcPath {
         path
     }
 
-    /// Whether this is infrastructure (health, reflection) rather than an API call.
+    /// Whether this is infrastructure (exactly the health and reflection
+    /// methods) rather than an API call.
     pub fn is_infrastructure(&self) -> bool {
-        self.service.starts_with("grpc.")
+        INFRASTRUCTURE
+            .iter()
+            .any(|m| m.split_once('/') == Some((self.service.as_str(), self.method.as_str())))
+    }
+
+    /// The `(service, method)` labels of its metrics: `unknown` for a path
+    /// no server here serves.
+    pub fn labels(&self) -> (String, String) {
+        if is_known(&self.service, &self.method) {
+            (self.service.clone(), self.method.clone())
+        } else {
+            ("unknown".to_owned(), "unknown".to_owned())
+        }
     }
 }
 
@@ -124,7 +185,26 @@ mod tests {
         assert_eq!(p.method, "Deposit");
         assert!(!p.is_infrastructure());
         assert!(GrpcPath::parse("/grpc.health.v1.Health/Check").is_infrastructure());
+        assert!(
+            !GrpcPath::parse("/grpc.health.v1.Health/Forge").is_infrastructure(),
+            "only the exact methods"
+        );
+        assert!(!GrpcPath::parse("/grpc.anything/Else").is_infrastructure());
         assert_eq!(GrpcPath::parse("/nonsense").service, "unknown");
+    }
+
+    #[test]
+    fn labels_only_registered_methods() {
+        register_methods(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        let check = GrpcPath::parse("/grpc.health.v1.Health/Check");
+        assert_eq!(
+            check.labels(),
+            ("grpc.health.v1.Health".into(), "Check".into())
+        );
+        for random in ["/x.Y/Z", "/grpc.health.v1.Health/Nope", "/a/b/c", "/"] {
+            let labels = GrpcPath::parse(random).labels();
+            assert_eq!(labels, ("unknown".into(), "unknown".into()), "{random}");
+        }
     }
 
     #[test]

@@ -4,13 +4,15 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
-pub mod deadline;
 pub mod grpc;
+pub mod grpc_timeout;
 pub mod healthcheck;
 pub mod layers;
 pub mod prometheus;
+pub mod retry;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 
 pub use cli::{CommonArgs, LogFormat, parse_duration};
 pub use healthcheck::HealthcheckArgs;

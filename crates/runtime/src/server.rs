@@ -16,9 +16,11 @@ use tokio::sync::watch;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
+use rand::Rng as _;
 use tonic_health::ServingStatus;
 use tower::layer::util::{Identity, Stack};
 
+use crate::layers::authorize::AuthorizeLayer;
 use crate::layers::deadline::DeadlineLayer;
 use crate::layers::red::RedLayer;
 use crate::layers::shed::ShedLayer;
@@ -63,10 +65,12 @@ pub fn incoming(listener: TcpListener) -> TcpIncoming {
 }
 
 /// The middleware every server runs, outside in: RED metrics, trace span,
-/// load shedding, deadline (see each layer's module for why it sits where
-/// it does).
-pub type ServerLayers =
-    Stack<DeadlineLayer, Stack<ShedLayer, Stack<TraceLayer, Stack<RedLayer, Identity>>>>;
+/// authorization, load shedding, deadline (see each layer's module for why
+/// it sits where it does).
+pub type ServerLayers = Stack<
+    DeadlineLayer,
+    Stack<ShedLayer, Stack<AuthorizeLayer, Stack<TraceLayer, Stack<RedLayer, Identity>>>>,
+>;
 
 /// How much a server takes on.
 #[derive(Debug, Clone, Copy)]
@@ -75,25 +79,81 @@ pub struct ServerLimits {
     pub max_in_flight: usize,
     /// The deadline of a call that brought none.
     pub default_deadline: Duration,
+    /// The longest deadline a call may have; longer ones are cut to it.
+    pub max_deadline: Duration,
     /// The largest request message accepted (bytes).
     pub max_request_bytes: usize,
+    /// How long a client connection lives before the server asks the
+    /// client to move to a new one (see `ConnectionAge`).
+    pub connection_age: ConnectionAge,
 }
 
-/// A tonic server with the settings and middleware every service wants.
+/// Whether and when a server ends client connections by age.
 ///
-/// `max_connection_age` makes clients reconnect now and then, so that load
-/// spreads onto replicas that started after the client connected.
-pub fn builder(limits: ServerLimits) -> Server<ServerLayers> {
-    Server::builder()
+/// Only a server whose clients reach it through a connection balancer (a
+/// Kubernetes Service address in front of the gateways) needs it: gRPC keeps
+/// one HTTP/2 connection per peer, so without it a client stays on the
+/// replica it first reached and never meets one that started later. The
+/// gateway balances business per request over every address it resolves,
+/// and storage clients (business, Raft peers) dial the replica they mean,
+/// so those servers never age connections: aging them only adds moments
+/// where a call meets a closing connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionAge {
+    /// Connections live until the client or the network ends them.
+    Unlimited,
+    /// After about `max` (each process draws its own age within ±10 %,
+    /// gRPC's jitter, so that replicas started together do not send every
+    /// client away in the same second) the server sends GOAWAY and stops
+    /// taking new calls on the connection; calls already on it have
+    /// `grace` to finish before it is closed.
+    Limited { max: Duration, grace: Duration },
+}
+
+impl ConnectionAge {
+    /// Ages connections after about `max` (0: never), giving calls in
+    /// flight `grace` to finish — the longest deadline a call may have, so
+    /// that no call a client started before the GOAWAY is cut.
+    pub fn after(max: Duration, grace: Duration) -> Self {
+        if max.is_zero() {
+            Self::Unlimited
+        } else {
+            Self::Limited { max, grace }
+        }
+    }
+
+    /// The age this process gives its connections: `max` ±10 %.
+    fn jittered(max: Duration) -> Duration {
+        max.mul_f64(rand::rng().random_range(0.9..=1.1))
+    }
+}
+
+/// A tonic server with the settings and middleware every service wants;
+/// `authorize` decides who may call what (`AuthorizeLayer::off()` for a
+/// public or plaintext server).
+///
+/// Connections are aged only as `limits.connection_age` says.
+pub fn builder(limits: ServerLimits, authorize: AuthorizeLayer) -> Server<ServerLayers> {
+    let mut server = Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .max_connection_age(Duration::from_secs(60))
-        .max_connection_age_grace(Duration::from_secs(10))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
+    if let ConnectionAge::Limited { max, grace } = limits.connection_age {
+        let age = ConnectionAge::jittered(max);
+        tracing::debug!(?age, ?grace, "client connections are aged");
+        server = server
+            .max_connection_age(age)
+            .max_connection_age_grace(grace);
+    }
+    server
         .layer(RedLayer)
         .layer(TraceLayer)
+        .layer(authorize)
         .layer(ShedLayer::new(limits.max_in_flight))
-        .layer(DeadlineLayer::new(limits.default_deadline))
+        .layer(DeadlineLayer::new(
+            limits.default_deadline,
+            limits.max_deadline,
+        ))
 }
 
 /// Server reflection, v1 and v1alpha (grpcurl up to 1.8 speaks only
@@ -113,6 +173,12 @@ pub fn reflection(
     ),
     ServerError,
 > {
+    crate::grpc::register_methods(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    crate::grpc::register_methods(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET);
+    crate::grpc::register_methods(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET);
+    for set in sets {
+        crate::grpc::register_methods(set);
+    }
     let builder = || {
         let mut builder = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
@@ -284,6 +350,36 @@ pub async fn run(
     }
 }
 
+/// Serves grpc.health.v1 alone, in plaintext, on `addr` until `shutdown`
+/// ("off": nowhere). Probes use it: a kubelet gRPC probe or a Compose
+/// healthcheck cannot present a client certificate, and the main port
+/// requires one. It answers nothing but health.
+pub async fn spawn_health_listener(
+    addr: &str,
+    health: &Health,
+    shutdown: &Shutdown,
+) -> Result<Option<SocketAddr>, ServerError> {
+    if addr == "off" {
+        return Ok(None);
+    }
+    let listener = bind(addr).await?;
+    let bound = local_addr(&listener)?;
+    // Reflection of grpc.health.v1 only, so that a plain
+    // `grpcurl -plaintext <addr> grpc.health.v1.Health/Check` works here too.
+    let (reflection, reflection_alpha) = reflection(&[])?;
+    let serving = Server::builder()
+        .add_service(health.service())
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown.wait());
+    tokio::spawn(async move {
+        if let Err(e) = serving.await {
+            tracing::error!(error = %e, "the health listener failed");
+        }
+    });
+    Ok(Some(bound))
+}
+
 /// The address a listener actually got (useful with port 0).
 pub fn local_addr(listener: &TcpListener) -> Result<SocketAddr, ServerError> {
     listener.local_addr().map_err(|source| ServerError::Bind {
@@ -306,6 +402,29 @@ mod tests {
             .await
             .expect("known service");
         reply.into_inner().status()
+    }
+
+    #[test]
+    fn a_zero_age_never_ages_and_ages_are_jittered_within_ten_percent() {
+        let grace = Duration::from_secs(30);
+        assert_eq!(
+            ConnectionAge::after(Duration::ZERO, grace),
+            ConnectionAge::Unlimited
+        );
+        let max = Duration::from_secs(60);
+        assert_eq!(
+            ConnectionAge::after(max, grace),
+            ConnectionAge::Limited { max, grace }
+        );
+        let ages: Vec<Duration> = (0..200).map(|_| ConnectionAge::jittered(max)).collect();
+        assert!(
+            ages.iter()
+                .all(|a| (Duration::from_secs(54)..=Duration::from_secs(66)).contains(a))
+        );
+        assert!(
+            ages.iter().any(|a| *a != ages[0]),
+            "processes draw different ages"
+        );
     }
 
     #[tokio::test]

@@ -57,8 +57,10 @@ pub fn init(service: &'static str, format: LogFormat) -> Result<TelemetryGuard, 
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let fmt = match format {
+        // Colour only on a terminal: in a log file, escape codes are noise.
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()

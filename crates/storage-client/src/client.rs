@@ -16,17 +16,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anatomy_proto::storage::v1 as pb;
-use anatomy_proto::storage::v1::kv_client::KvClient;
 use anatomy_runtime::layers::propagate::{Propagate, PropagateLayer};
-use rand::Rng;
+use anatomy_runtime::retry::{self, Backoff, GaveUp, RetryPolicy, Step};
+
+use crate::breaker::{Admit, ShardBreaker};
+use anatomy_runtime::tls::{Identity, Transport, transport::endpoint};
+use storage_api::v1 as pb;
+use storage_api::v1::kv_client::KvClient;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tower::Layer as _;
 
-use crate::shard_map::{ShardId, ShardMap, ShardSpec};
-use crate::wire_errors::{Fault, fault};
+use storage_api::shard_map::{ShardId, ShardMap, ShardSpec};
+use storage_api::wire_errors::{Fault, fault};
 
 /// How the client connects and retries.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +45,12 @@ pub struct ClientConfig {
     /// Stop retrying this long before the caller's deadline (at most a
     /// tenth of it), so that UNAVAILABLE reaches the caller in time.
     pub deadline_margin: Duration,
+    /// A shard that answered nothing for this long fails calls at once
+    /// (UNAVAILABLE naming it) instead of retrying to each deadline; zero:
+    /// never (see `breaker`).
+    pub breaker_open_after: Duration,
+    /// While it fails fast, one call this often goes through to probe it.
+    pub breaker_probe_every: Duration,
 }
 
 impl Default for ClientConfig {
@@ -53,6 +62,10 @@ impl Default for ClientConfig {
             // Polls a shard that is electing a leader about every 100 ms.
             backoff_max: Duration::from_millis(200),
             deadline_margin: Duration::from_millis(250),
+            // A few election timeouts (250-500 ms each): a normal election
+            // ends well within it.
+            breaker_open_after: Duration::from_millis(2500),
+            breaker_probe_every: Duration::from_millis(250),
         }
     }
 }
@@ -77,6 +90,31 @@ pub enum StorageError {
     /// A replica address in the shard map is not a valid URI.
     #[error("bad storage address {addr}: {detail}")]
     BadAddress { addr: String, detail: String },
+    /// Our certificate cannot be used to reach storage.
+    #[error("cannot set up TLS to storage: {0}")]
+    Tls(String),
+}
+
+impl StorageError {
+    /// What a caller outside the cluster may be told: which dependency
+    /// failed and how, never where it lives (the full error, with replica
+    /// addresses, is for this service's logs).
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::Unavailable { shard, .. } => format!(
+                "storage shard {shard} is unavailable (no replica could serve it in time); retry later"
+            ),
+            Self::WrongShard { shard, .. } => {
+                format!("storage shard {shard} is being reconfigured; retry later")
+            }
+            Self::Rejected { shard, code, .. } => {
+                format!("storage shard {shard} refused the request ({code:?})")
+            }
+            Self::BadAddress { .. } | Self::Tls(_) => {
+                "this service cannot reach storage (misconfigured; see its logs)".into()
+            }
+        }
+    }
 }
 
 const NO_LEADER: usize = usize::MAX;
@@ -86,6 +124,7 @@ struct ShardRoute {
     spec: ShardSpec,
     clients: Vec<KvClient<Propagate<Channel>>>,
     leader: AtomicUsize,
+    breaker: ShardBreaker,
 }
 
 impl ShardRoute {
@@ -94,10 +133,6 @@ impl ShardRoute {
             NO_LEADER => 0,
             i => i,
         }
-    }
-
-    fn index_of(&self, addr: &str) -> Option<usize> {
-        self.spec.replicas.iter().position(|r| r.addr == addr)
     }
 }
 
@@ -110,8 +145,13 @@ pub struct StorageClient {
 }
 
 impl StorageClient {
-    /// A client for `map`; connects lazily.
-    pub fn new(map: ShardMap, config: ClientConfig) -> Result<Self, StorageError> {
+    /// A client for `map` over `transport` (with mTLS, each replica's
+    /// connection accepts only that replica's identity); connects lazily.
+    pub fn new(
+        map: ShardMap,
+        config: ClientConfig,
+        transport: &Transport,
+    ) -> Result<Self, StorageError> {
         let shards = map
             .shards
             .iter()
@@ -119,12 +159,19 @@ impl StorageClient {
                 let clients = spec
                     .replicas
                     .iter()
-                    .map(|r| connect(&r.addr, config.connect_timeout))
+                    .map(|r| {
+                        let peer = Identity::storage(spec.id, r.id);
+                        connect(&r.addr, peer, config.connect_timeout, transport)
+                    })
                     .collect::<Result<_, _>>()?;
                 Ok(ShardRoute {
                     spec: spec.clone(),
                     clients,
                     leader: AtomicUsize::new(NO_LEADER),
+                    breaker: ShardBreaker::new(
+                        config.breaker_open_after,
+                        config.breaker_probe_every,
+                    ),
                 })
             })
             .collect::<Result<Vec<_>, StorageError>>()?;
@@ -223,7 +270,8 @@ impl StorageClient {
         .await
     }
 
-    /// Runs one call against a shard with leader following and retries.
+    /// Runs one call against a shard with leader following and retries
+    /// (the runtime's one retry loop), within `timeout`.
     async fn call<T, F, Fut>(
         &self,
         shard: &ShardRoute,
@@ -234,85 +282,142 @@ impl StorageClient {
         F: FnMut(KvClient<Propagate<Channel>>, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        let deadline = Instant::now() + timeout - self.config.deadline_margin.min(timeout / 10);
-        let replicas = shard.clients.len();
-        let mut target = shard.first_target();
-        let mut last = String::from("no attempt finished before the deadline");
-        for attempt in 0u32.. {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                break;
+        let mut deadline = Instant::now() + timeout - self.config.deadline_margin.min(timeout / 10);
+        match shard.breaker.admit() {
+            Admit::Go => {}
+            Admit::Probe => deadline = deadline.min(Instant::now() + shard.breaker.probe_budget()),
+            Admit::Refuse { failing_for } => {
+                metrics::counter!("storage_client_fail_fast_total",
+                    "shard" => shard.spec.id.to_string())
+                .increment(1);
+                return Err(StorageError::Unavailable {
+                    shard: shard.spec.id,
+                    detail: format!(
+                        "no replica has served it for {failing_for:?} (no leader, or no majority); \
+                         failing fast while it is probed"
+                    ),
+                });
             }
-            let budget = remaining.min(self.config.attempt_timeout);
-            let status = match op(shard.clients[target].clone(), budget).await {
-                Ok(response) => {
-                    shard.leader.store(target, Ordering::Relaxed);
-                    return Ok(response.into_inner());
-                }
-                Err(status) => status,
-            };
-            last = format!(
-                "{}: {:?}: {}",
-                shard.spec.replicas[target].addr,
-                status.code(),
-                status.message()
-            );
-            match fault(&status) {
-                Fault::NotLeader { leader_addr } => {
-                    if let Some(i) = leader_addr.as_deref().and_then(|a| shard.index_of(a))
-                        && i != target
-                    {
-                        shard.leader.store(i, Ordering::Relaxed);
-                        target = i;
-                        continue;
-                    }
-                    metrics::counter!("storage_client_retries_total",
-                        "shard" => shard.spec.id.to_string(), "reason" => "NotLeader")
-                    .increment(1);
-                    shard.leader.store(NO_LEADER, Ordering::Relaxed);
-                    target = (target + 1) % replicas;
-                }
-                Fault::WrongShard { .. } => {
-                    return Err(StorageError::WrongShard {
-                        shard: shard.spec.id,
-                        detail: status.message().to_string(),
-                    });
-                }
-                Fault::Other if retryable(status.code()) => {
-                    metrics::counter!("storage_client_retries_total",
-                        "shard" => shard.spec.id.to_string(), "reason" => anatomy_runtime::grpc::code_name(status.code()))
-                    .increment(1);
-                    shard.leader.store(NO_LEADER, Ordering::Relaxed);
-                    target = (target + 1) % replicas;
-                }
-                Fault::Other => {
-                    return Err(StorageError::Rejected {
-                        shard: shard.spec.id,
-                        code: status.code(),
-                        message: status.message().to_string(),
-                    });
-                }
-            }
-            let pause = self
-                .backoff(attempt)
-                .min(deadline.saturating_duration_since(Instant::now()));
-            tokio::time::sleep(pause).await;
         }
-        Err(StorageError::Unavailable {
-            shard: shard.spec.id,
-            detail: last,
+        let policy = RetryPolicy {
+            backoff: Backoff {
+                base: self.config.backoff_base,
+                max: self.config.backoff_max,
+            },
+            max_retries: None,
+            budget: None,
+        };
+        let target = AtomicUsize::new(shard.first_target());
+        let outcome = retry::run(&policy, deadline, |attempt| {
+            let at = target.load(Ordering::Relaxed);
+            let budget = attempt.remaining.min(self.config.attempt_timeout);
+            let answer = op(shard.clients[at].clone(), budget);
+            let target = &target;
+            async move {
+                match answer.await {
+                    Ok(response) => {
+                        shard.breaker.success();
+                        shard.leader.store(at, Ordering::Relaxed);
+                        Step::Done(response.into_inner())
+                    }
+                    Err(status) => {
+                        let (step, next) = judge(shard, at, &status);
+                        target.store(next, Ordering::Relaxed);
+                        step
+                    }
+                }
+            }
+        })
+        .await;
+        outcome.map_err(|gave_up| match gave_up {
+            GaveUp::Deadline(None) => StorageError::Unavailable {
+                shard: shard.spec.id,
+                detail: "no attempt finished before the deadline".into(),
+            },
+            GaveUp::Failed(e)
+            | GaveUp::Deadline(Some(e))
+            | GaveUp::BudgetSpent(e)
+            | GaveUp::Exhausted(e) => e,
         })
     }
+}
 
-    /// Exponential backoff with full jitter.
-    fn backoff(&self, attempt: u32) -> Duration {
-        let cap = self
-            .config
-            .backoff_base
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.config.backoff_max);
-        cap.mul_f64(rand::rng().random::<f64>())
+/// What a failed attempt on replica `at` of `shard` means, and which
+/// replica to try next: the leader a follower named (at once), else the
+/// next replica after a backoff; a misroute or a bad request is final.
+fn judge<T>(shard: &ShardRoute, at: usize, status: &Status) -> (Step<T, StorageError>, usize) {
+    let replicas = shard.clients.len();
+    let unavailable = || StorageError::Unavailable {
+        shard: shard.spec.id,
+        detail: format!(
+            "{}: {:?}: {}",
+            shard.spec.replicas[at].addr,
+            status.code(),
+            status.message()
+        ),
+    };
+    let count_retry = |reason: &'static str| {
+        metrics::counter!("storage_client_retries_total",
+            "shard" => shard.spec.id.to_string(), "reason" => reason)
+        .increment(1);
+        shard.leader.store(NO_LEADER, Ordering::Relaxed);
+    };
+    match fault(status) {
+        Fault::NotLeader {
+            leader_id,
+            leader_addr,
+        } => {
+            if let Some(i) = leader_index(&shard.spec, leader_id, leader_addr.as_deref())
+                && i != at
+            {
+                shard.leader.store(i, Ordering::Relaxed);
+                return (Step::RetryNow(unavailable()), i);
+            }
+            if shard.breaker.failure() {
+                return (Step::Fail(unavailable()), at);
+            }
+            count_retry("NotLeader");
+            (Step::Retry(unavailable()), (at + 1) % replicas)
+        }
+        Fault::WrongShard { .. } => {
+            let wrong = StorageError::WrongShard {
+                shard: shard.spec.id,
+                detail: status.message().to_string(),
+            };
+            (Step::Fail(wrong), at)
+        }
+        Fault::Other if retryable(status.code()) => {
+            if shard.breaker.failure() {
+                return (Step::Fail(unavailable()), at);
+            }
+            count_retry(anatomy_runtime::grpc::code_name(status.code()));
+            (Step::Retry(unavailable()), (at + 1) % replicas)
+        }
+        Fault::Other => {
+            let rejected = StorageError::Rejected {
+                shard: shard.spec.id,
+                code: status.code(),
+                message: status.message().to_string(),
+            };
+            (Step::Fail(rejected), at)
+        }
     }
+}
+
+/// Which of `spec`'s replicas a NOT_LEADER hint names: by id first. The
+/// follower's address for the leader comes from its own shard map, which
+/// may name replicas otherwise than ours — found by the nemesis, whose
+/// replicas reach each other through proxies: following addresses only,
+/// clients missed every hint and polled the replicas in turn, and the bank
+/// workload stalled for up to 27 s (docs/correctness.md).
+fn leader_index(
+    spec: &ShardSpec,
+    leader_id: Option<u64>,
+    leader_addr: Option<&str>,
+) -> Option<usize> {
+    leader_id
+        .and_then(|id| spec.replicas.iter().position(|r| r.id == id))
+        .or_else(|| leader_addr.and_then(|a| spec.replicas.iter().position(|r| r.addr == a)))
 }
 
 /// Failures that another attempt (maybe on another replica) can fix.
@@ -335,18 +440,79 @@ fn with_timeout<T>(message: T, timeout: Duration) -> tonic::Request<T> {
 
 fn connect(
     addr: &str,
+    peer: Identity,
     connect_timeout: Duration,
+    transport: &Transport,
 ) -> Result<KvClient<Propagate<Channel>>, StorageError> {
-    let endpoint =
-        Endpoint::from_shared(format!("http://{addr}")).map_err(|e| StorageError::BadAddress {
-            addr: addr.to_string(),
-            detail: e.to_string(),
-        })?;
-    let channel = endpoint
+    let endpoint = endpoint(addr).map_err(|e| StorageError::BadAddress {
+        addr: addr.to_string(),
+        detail: e.to_string(),
+    })?;
+    let endpoint = endpoint
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_while_idle(true)
-        .connect_lazy();
+        .keep_alive_while_idle(true);
+    let channel = transport
+        .lazy_channel(endpoint, peer)
+        .map_err(|e| StorageError::Tls(e.to_string()))?;
     Ok(KvClient::new(PropagateLayer.layer(channel)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leader_hint_is_followed_by_id_whatever_address_it_gives() {
+        let spec = ShardSpec {
+            id: 0,
+            slot_start: 0,
+            slot_end: 1024,
+            replicas: (1..=3)
+                .map(|id| storage_api::shard_map::ReplicaSpec {
+                    id,
+                    addr: format!("10.0.0.{id}:50071"),
+                })
+                .collect(),
+        };
+        let through_a_proxy = Some("127.0.0.1:40573");
+        assert_eq!(leader_index(&spec, Some(3), through_a_proxy), Some(2));
+        assert_eq!(leader_index(&spec, None, Some("10.0.0.2:50071")), Some(1));
+        assert_eq!(leader_index(&spec, None, through_a_proxy), None);
+        assert_eq!(leader_index(&spec, Some(9), None), None);
+    }
+
+    #[test]
+    fn public_messages_name_the_shard_never_an_address() {
+        let addr = "10.1.2.3:50071";
+        let errors = [
+            StorageError::Unavailable {
+                shard: 2,
+                detail: format!("{addr}: connection refused"),
+            },
+            StorageError::WrongShard {
+                shard: 2,
+                detail: format!("{addr} says shard 1"),
+            },
+            StorageError::Rejected {
+                shard: 2,
+                code: Code::Internal,
+                message: format!("at {addr}"),
+            },
+            StorageError::BadAddress {
+                addr: addr.into(),
+                detail: "bad".into(),
+            },
+            StorageError::Tls(format!("{addr}: no certificate")),
+        ];
+        for e in errors {
+            let public = e.public_message();
+            assert!(!public.contains("10.1.2.3"), "{public}");
+            assert!(
+                e.to_string().contains("10.1.2.3"),
+                "the log keeps the detail: {e}"
+            );
+        }
+    }
 }

@@ -1,11 +1,11 @@
-//! The only way the business service talks to storage: the shard map,
-//! routing by slot, leader tracking and retries, and the wire error model
-//! shared with the storage nodes.
+//! The only way the business service talks to storage: routing by slot,
+//! leader following and retries. The contract it routes by (the shard map,
+//! the wire errors, the generated code) lives in `storage-api`, which the
+//! storage nodes share.
 #![forbid(unsafe_code)]
 
+pub mod breaker;
 pub mod client;
-pub mod shard_map;
-pub mod wire_errors;
 
 pub use client::{ClientConfig, StorageClient, StorageError};
-pub use shard_map::ShardMap;
+pub use storage_api::ShardMap;

@@ -3,9 +3,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anatomy_runtime::tls::TlsArgs;
 use anatomy_runtime::{CommonArgs, HealthcheckArgs, parse_duration};
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::damage::OnDamage;
 pub use crate::node::LogKind;
 
 /// The default gRPC port of a storage node.
@@ -61,6 +63,12 @@ pub struct StorageArgs {
     #[arg(long, env = "ANATOMY_METRICS_LISTEN", default_value = "127.0.0.1:9071")]
     pub metrics_listen: String,
 
+    /// Address to serve grpc.health.v1 on in plaintext, for probes that
+    /// cannot present a client certificate (kubelet, Compose, the
+    /// `healthcheck` subcommand), or "off". It serves nothing else.
+    #[arg(long, env = "ANATOMY_HEALTH_LISTEN", default_value = "127.0.0.1:50571")]
+    pub health_listen: String,
+
     /// Where the Raft log, the state machine and snapshots live.
     /// Default: .anatomy/data/storage-s<shard>-r<replica>.
     #[arg(long, env = "ANATOMY_DATA_DIR")]
@@ -75,6 +83,9 @@ pub struct StorageArgs {
 
     #[command(flatten)]
     pub proposer: ProposerArgs,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
 
     #[command(flatten)]
     pub common: CommonArgs,
@@ -118,6 +129,15 @@ pub struct RaftArgs {
     /// (the log is always fsynced; this only bounds re-apply work after a crash).
     #[arg(long, env = "ANATOMY_SYNC_EVERY", default_value_t = 100)]
     pub sync_every: u64,
+
+    /// What to do when this replica's Raft log is damaged (a flipped byte,
+    /// not a torn tail, which is always cut off safely): rebuild = move the
+    /// data directory aside and rebuild the replica from its peers, taking
+    /// no part in elections until it holds everything it held before;
+    /// refuse = exit with an error naming the damaged file. A damaged
+    /// snapshot or state.redb is always rebuilt locally.
+    #[arg(long, env = "ANATOMY_ON_DAMAGE", value_enum, default_value_t = OnDamage::Rebuild)]
+    pub on_damage: OnDamage,
 }
 
 /// Group commit.
@@ -193,6 +213,10 @@ mod tests {
             "ANATOMY_LISTEN",
             "ANATOMY_DATA_DIR",
             "ANATOMY_MAX_IN_FLIGHT",
+            "ANATOMY_HEALTH_LISTEN",
+            "ANATOMY_TLS_DIR",
+            "ANATOMY_TLS_DEV_CERTS",
+            "ANATOMY_INSECURE_PLAINTEXT",
         ] {
             assert!(help.contains(var), "{var} missing from --help");
         }

@@ -1,14 +1,14 @@
 //! What can go wrong serving a storage request, and the one mapping from
 //! those errors to gRPC statuses.
 
-use storage_client::wire_errors;
+use storage_api::wire_errors;
 use tonic::Status;
 
 use crate::engine::EngineError;
 use crate::engine::keys::KeyError;
 
 /// A storage request failed.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KvError {
     /// This replica is not the leader.
     #[error("not the leader of shard {shard_id}")]
@@ -68,7 +68,7 @@ impl From<KvError> for Status {
 /// NOT_LEADER with the leader's address, from openraft's forward hint,
 /// falling back to the shard map for the address.
 pub fn forward_to_leader(
-    shard: &storage_client::shard_map::ShardSpec,
+    shard: &storage_api::shard_map::ShardSpec,
     forward: &openraft::error::ForwardToLeader<crate::raft::NodeId, crate::raft::Node>,
 ) -> KvError {
     let leader_addr = forward

@@ -3,8 +3,8 @@
 //! else is WRONG_SHARD and changes nothing, so a stale or buggy router can
 //! never read or write in the wrong place.
 
-use anatomy_proto::storage::v1::Route;
-use storage_client::shard_map::{ShardMap, ShardSpec};
+use storage_api::shard_map::{ShardMap, ShardSpec};
+use storage_api::v1::Route;
 
 use crate::error::KvError;
 
@@ -36,7 +36,7 @@ impl Fence {
 
     /// Checks that this shard owns a partition's slot.
     pub fn check_partition(&self, partition: &str) -> Result<(), KvError> {
-        let slot = storage_client::shard_map::slot_of(partition, self.slots);
+        let slot = storage_api::shard_map::slot_of(partition, self.slots);
         if self.shard.owns(slot) {
             return Ok(());
         }
@@ -87,7 +87,7 @@ mod tests {
             .find(|p| {
                 fence
                     .shard
-                    .owns(storage_client::shard_map::slot_of(p, fence.slots))
+                    .owns(storage_api::shard_map::slot_of(p, fence.slots))
                     == owner
             })
             .unwrap_or_default()

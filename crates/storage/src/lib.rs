@@ -8,32 +8,36 @@
 //! - `kv` / `admin`: the gRPC services; `node` wires one replica together.
 #![forbid(unsafe_code)]
 
-pub mod admin;
 pub mod config;
+pub mod damage;
 pub mod engine;
 pub mod error;
 pub mod fence;
-pub mod kv;
+pub mod files;
+pub mod grpc;
 pub mod node;
 pub mod proposer;
 pub mod raft;
 pub mod reads;
+pub mod rebuild;
 
 use std::time::Duration;
 
-use anatomy_proto::storage::v1::FILE_DESCRIPTOR_SET;
-use anatomy_proto::storage::v1::admin_server::AdminServer;
-use anatomy_proto::storage::v1::kv_server::KvServer;
-use anatomy_proto::storage::v1::raft_server::RaftServer;
+use anatomy_runtime::layers::authorize::{Caller, Matrix};
 use anatomy_runtime::server::{self, ServerError, ServerLimits};
+use anatomy_runtime::tls::{Identity, TlsError, Transport};
 use anatomy_runtime::{Health, Shutdown};
-use storage_client::shard_map::{ShardMap, ShardMapError};
+use storage_api::shard_map::{ShardMap, ShardMapError};
+use storage_api::v1::FILE_DESCRIPTOR_SET;
+use storage_api::v1::admin_server::AdminServer;
+use storage_api::v1::kv_server::KvServer;
+use storage_api::v1::raft_server::RaftServer;
 use tokio::net::TcpListener;
 
 use crate::config::StorageArgs;
+use crate::grpc::raft_network::MAX_MESSAGE_BYTES;
 use crate::node::{NodeConfig, RaftTuning, StartError, StorageNode};
 use crate::proposer::ProposerLimits;
-use crate::raft::network::MAX_MESSAGE_BYTES;
 
 /// The health service name readiness is reported under (and "").
 pub const HEALTH_SERVICE: &str = "anatomy.storage.v1.Kv";
@@ -51,6 +55,29 @@ pub enum RunError {
     UnknownHost(String),
     #[error(transparent)]
     Metrics(#[from] anatomy_runtime::prometheus::MetricsError),
+    #[error("Raft stopped on an error (restart the replica: its files are checked on start): {0}")]
+    RaftFatal(String),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Who may call a replica of shard `shard`: the ledger and the operator
+/// read and write; only the shard's own replicas speak Raft to it; the
+/// operator and every replica (ClusterStatus asks them all) read Admin.
+pub fn access(shard: u32) -> Matrix {
+    Matrix::new()
+        .allow(
+            "anatomy.storage.v1.Kv",
+            &[
+                Caller::Is(Identity::Business),
+                Caller::Is(Identity::Operator),
+            ],
+        )
+        .allow("anatomy.storage.v1.Raft", &[Caller::StorageOfShard(shard)])
+        .allow(
+            "anatomy.storage.v1.Admin",
+            &[Caller::Is(Identity::Operator), Caller::AnyStorage],
+        )
 }
 
 /// The shard map from `--shard-map`, or a one-node map at the listen address.
@@ -66,8 +93,9 @@ pub fn load_map(args: &StorageArgs) -> Result<ShardMap, ShardMapError> {
 }
 
 /// The node configuration the flags describe.
-pub fn node_config(args: &StorageArgs, map: ShardMap) -> NodeConfig {
+pub fn node_config(args: &StorageArgs, map: ShardMap, transport: Transport) -> NodeConfig {
     NodeConfig {
+        transport,
         map,
         shard: args.shard,
         replica: args.replica,
@@ -82,6 +110,7 @@ pub fn node_config(args: &StorageArgs, map: ShardMap) -> NodeConfig {
             keep_logs: args.raft.keep_logs,
             sync_every: args.raft.sync_every,
         },
+        on_damage: args.raft.on_damage,
         limits: ProposerLimits {
             queue_depth: args.proposer.write_queue,
             max_batches_per_entry: args.proposer.max_batches_per_entry,
@@ -137,15 +166,23 @@ pub async fn run(mut args: StorageArgs) -> Result<(), RunError> {
             ("replica", args.replica.to_string()),
         ],
     )?;
+    let transport = args
+        .tls
+        .transport(Identity::storage(args.shard, args.replica))?;
     let listener = server::bind(&listen_addr(&args, &map)).await?;
     let health = Health::new(&[HEALTH_SERVICE]).await;
     let shutdown = Shutdown::on_signals(health.clone())?;
+    server::spawn_health_listener(&args.health_listen, &health, &shutdown).await?;
     let options = ServeOptions {
         request_timeout: args.request_timeout,
+        // Connections are never aged (the default): Raft peers and clients
+        // dial the replica they mean, there is nothing to rebalance, and
+        // an aged connection only adds moments where a heartbeat or a
+        // call meets one that is closing.
         limits: args.common.limits(args.request_timeout),
         shutdown_grace: args.common.shutdown_grace,
     };
-    let node = StorageNode::start(node_config(&args, map)).await?;
+    let node = StorageNode::start(node_config(&args, map, transport)).await?;
     serve(node, listener, options, health, shutdown).await
 }
 
@@ -167,6 +204,7 @@ pub async fn serve(
     shutdown: Shutdown,
 ) -> Result<(), RunError> {
     let addr = server::local_addr(&listener)?;
+    let fatal = tokio::spawn(stop_on_fatal(node.raft.clone(), shutdown.clone()));
     let health_service = health.service();
     tokio::spawn(track_readiness(node.clone(), health));
     tokio::spawn(raft::metrics::export(node.raft.clone()));
@@ -180,30 +218,66 @@ pub async fn serve(
     });
     let (reflection, reflection_alpha) =
         server::reflection(&[FILE_DESCRIPTOR_SET, tonic_types::pb::FILE_DESCRIPTOR_SET])?;
-    let serving = server::builder(options.limits)
+    let authorize = node.transport.authorize(access(node.shard().id));
+    let incoming = node.transport.incoming(listener)?;
+    let serving = server::builder(options.limits, authorize)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(
-            KvServer::new(kv::KvService::new(node.clone(), options.request_timeout))
-                .max_decoding_message_size(options.limits.max_request_bytes),
+            KvServer::new(grpc::kv::KvService::new(
+                node.clone(),
+                options.request_timeout,
+            ))
+            .max_decoding_message_size(options.limits.max_request_bytes),
         )
         .add_service(
-            RaftServer::new(raft::service::RaftService::new(
+            RaftServer::new(grpc::raft_service::RaftService::new(
                 node.shard().id,
                 node.me.id,
                 node.raft.clone(),
+                node.gate.clone(),
             ))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .add_service(AdminServer::new(admin::AdminService::new(node.clone())))
-        .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait());
-    tracing::info!(%addr, shard = node.shard().id, replica = node.me.id, "storage listening");
+        .add_service(AdminServer::new(grpc::admin::AdminService::new(
+            node.clone(),
+        )))
+        .serve_with_incoming_shutdown(incoming, shutdown.wait());
+    tracing::info!(%addr, shard = node.shard().id, replica = node.me.id,
+        mtls = node.transport.is_mtls(), "storage listening");
     let result = server::run(serving, &shutdown, options.shutdown_grace).await;
+    let fatal = if fatal.is_finished() {
+        fatal.await.ok().flatten()
+    } else {
+        fatal.abort();
+        None
+    };
     node.shutdown().await;
     tracing::info!("storage stopped");
-    Ok(result?)
+    result?;
+    fatal.map_or(Ok(()), |e| Err(RunError::RaftFatal(e)))
+}
+
+/// Shuts the server down if Raft stops on an error (a log record that
+/// fails its checksum when read back, a disk error): a replica whose Raft
+/// has stopped can serve nothing, and restarting it checks its files.
+async fn stop_on_fatal(raft: raft::Raft, shutdown: Shutdown) -> Option<String> {
+    let mut metrics = raft.metrics();
+    loop {
+        if let Err(fatal) = &metrics.borrow_and_update().running_state
+            && !matches!(fatal, openraft::error::Fatal::Stopped)
+        {
+            let cause = fatal.to_string();
+            tracing::error!(error = %cause, "Raft stopped on an error; shutting down");
+            shutdown.trigger();
+            return Some(cause);
+        }
+        if metrics.changed().await.is_err() {
+            return None;
+        }
+    }
 }
 
 /// SERVING exactly while the replica knows its group's leader: a replica

@@ -1,23 +1,36 @@
 //! `storage`: one replica of one shard. See `storage --help`.
 #![forbid(unsafe_code)]
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use storage::config::{Cli, Command, probe_addr};
 
-fn main() -> anyhow::Result<()> {
+/// On failure, the cause comes first and whole, on one line starting
+/// `storage: error:` (scripts/up.sh shows that line), not as a backtrace.
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let common = cli.node.common.clone();
-    common.block_on(serve(cli))?
+    let outcome = common
+        .block_on(serve(cli))
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r);
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("storage: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Healthcheck(check)) = &cli.command {
-        let map = storage::load_map(&cli.node)?;
-        let default = probe_addr(&storage::listen_addr(&cli.node, &map));
-        anatomy_runtime::healthcheck::run(check, &default).await?;
+        anatomy_runtime::healthcheck::run(check, &probe_addr(&cli.node.health_listen)).await?;
         return Ok(());
     }
     let _telemetry = anatomy_runtime::telemetry::init("storage", cli.node.common.log_format)?;
+    anatomy_runtime::tls::install_provider();
     storage::run(cli.node).await?;
     Ok(())
 }

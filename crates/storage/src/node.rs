@@ -6,21 +6,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anatomy_runtime::tls::Transport;
 use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
-use storage_client::shard_map::{ReplicaSpec, ShardMap, ShardSpec};
+use storage_api::shard_map::{ReplicaSpec, ShardMap, ShardSpec};
 
+use crate::damage::{Damage, OnDamage, move_aside};
 use crate::engine::redb::RedbEngine;
 use crate::engine::{Engine, Meta};
 use crate::fence::Fence;
+use crate::files::{Files, Log, OpenError};
+use crate::grpc::raft_network::Network;
 use crate::proposer::{Proposer, ProposerLimits};
-use crate::raft::log_store::LogStore;
-use crate::raft::network::Network;
 use crate::raft::snapshot::SnapshotDir;
 use crate::raft::state_machine::StateMachine;
-use crate::raft::wal_store::{WalLimits, WalLogStore};
 use crate::raft::{NodeId, Raft};
 use crate::reads::ReadBarrier;
+use crate::rebuild::{Marker, Rebuild, VoteGate};
 
 /// Which Raft log store a replica uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -53,6 +55,10 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub raft: RaftTuning,
     pub limits: ProposerLimits,
+    /// What to do when the Raft log is damaged.
+    pub on_damage: OnDamage,
+    /// How this replica serves and reaches its peers (mTLS as itself).
+    pub transport: Transport,
 }
 
 /// Why a replica could not start.
@@ -69,6 +75,10 @@ pub enum StartError {
     },
     #[error("cannot open storage: {0}")]
     Storage(String),
+    #[error(
+        "{0}. Nothing was served from it. To rebuild this replica from its peers, start it with --on-damage rebuild (its data directory is moved aside, not deleted)"
+    )]
+    Damaged(Damage),
     #[error("invalid Raft settings: {0}")]
     Config(String),
     #[error("Raft failed: {0}")]
@@ -85,6 +95,11 @@ pub struct StorageNode {
     pub engine: Arc<RedbEngine>,
     pub proposer: Proposer,
     pub reads: ReadBarrier,
+    /// Closed to elections while the replica is rebuilt from its peers.
+    pub gate: VoteGate,
+    pub transport: Transport,
+    /// Closed at shutdown: no snapshot is kept after the replica stopped.
+    snapshots: SnapshotDir,
 }
 
 impl std::fmt::Debug for StorageNode {
@@ -113,8 +128,24 @@ fn raft_config(shard: u32, t: &RaftTuning) -> Result<Config, StartError> {
     .map_err(|e| StartError::Config(e.to_string()))
 }
 
-fn storage_err(e: impl std::fmt::Display) -> StartError {
-    StartError::Storage(e.to_string())
+/// Moves a damaged data directory aside and starts an empty one marked as
+/// being rebuilt from its peers (see `rebuild`).
+fn begin_rebuild(data_dir: &Path, damage: &Damage) -> Result<(), StartError> {
+    let storage = |e: std::io::Error| StartError::Storage(format!("rebuild: {e}"));
+    let aside = move_aside(data_dir).map_err(storage)?;
+    create_dir(data_dir)?;
+    Marker {
+        damaged_copy: aside.display().to_string(),
+        barrier: None,
+    }
+    .save(data_dir)
+    .map_err(storage)?;
+    tracing::error!(
+        error = %damage,
+        moved_to = %aside.display(),
+        "{damage}; moved the data directory aside: this replica is rebuilt from its peers, and takes no part in elections until it holds everything it held before"
+    );
+    Ok(())
 }
 
 fn create_dir(path: &Path) -> Result<(), StartError> {
@@ -144,28 +175,54 @@ impl StorageNode {
                 replica: cfg.replica,
             })?;
         create_dir(&cfg.data_dir)?;
-        let engine =
-            Arc::new(RedbEngine::open(&cfg.data_dir.join("state.redb")).map_err(storage_err)?);
-        let snapshots = SnapshotDir::open(cfg.data_dir.join("snapshots")).map_err(storage_err)?;
-        let sm = StateMachine::new(engine.clone(), snapshots, cfg.raft.sync_every);
-        let network = Network::new(shard.clone(), cfg.map.version, Duration::from_secs(1));
+        let files = match crate::files::open(&cfg.data_dir, &cfg.raft).await {
+            Ok(files) => files,
+            Err(OpenError::Io(e)) => return Err(StartError::Storage(e)),
+            Err(OpenError::Damaged(damage)) => {
+                if cfg.on_damage == OnDamage::Refuse {
+                    return Err(StartError::Damaged(damage));
+                }
+                begin_rebuild(&cfg.data_dir, &damage)?;
+                crate::files::open(&cfg.data_dir, &cfg.raft)
+                    .await
+                    .map_err(|e| StartError::Storage(format!("{e:?}")))?
+            }
+        };
+        let gate = match &files.marker {
+            Some(marker) => VoteGate::rebuilding(marker.barrier),
+            None => VoteGate::open(),
+        };
+        let Files {
+            log,
+            engine,
+            snapshots,
+            ..
+        } = files;
+        let sm = StateMachine::new(engine.clone(), snapshots.clone(), cfg.raft.sync_every);
+        let network = Network::new(
+            shard.clone(),
+            cfg.map.version,
+            Duration::from_secs(1),
+            gate.clone(),
+            cfg.transport.clone(),
+        );
         let config = Arc::new(raft_config(shard.id, &cfg.raft)?);
-        let raft = match cfg.raft.log {
-            LogKind::Wal => {
-                let limits = WalLimits {
-                    cache_bytes: cfg.raft.wal_cache_bytes,
-                };
-                let log = WalLogStore::open(&cfg.data_dir.join("raft-wal"), limits)
-                    .map_err(storage_err)?;
-                Raft::new(me.id, config, network, log, sm).await
-            }
-            LogKind::Redb => {
-                let log =
-                    LogStore::open(&cfg.data_dir.join("raft-log.redb")).map_err(storage_err)?;
-                Raft::new(me.id, config, network, log, sm).await
-            }
+        let raft = match log {
+            Log::Wal(log) => Raft::new(me.id, config, network, log, sm).await,
+            Log::Redb(log) => Raft::new(me.id, config, network, log, sm).await,
         }
         .map_err(|e| StartError::Raft(e.to_string()))?;
+        tokio::spawn(
+            Rebuild {
+                shard: shard.clone(),
+                me: me.clone(),
+                data_dir: cfg.data_dir.clone(),
+                raft: raft.clone(),
+                gate: gate.clone(),
+                transport: cfg.transport.clone(),
+            }
+            .run(),
+        );
         Ok(Self {
             fence: Fence::new(&cfg.map, &shard),
             proposer: Proposer::spawn(raft.clone(), shard.clone(), cfg.limits),
@@ -174,6 +231,9 @@ impl StorageNode {
             map: Arc::new(cfg.map),
             raft,
             engine,
+            gate,
+            transport: cfg.transport,
+            snapshots,
         })
     }
 
@@ -181,6 +241,11 @@ impl StorageNode {
     /// does this with the same members, which openraft allows; on a replica
     /// that already has state it is a no-op.
     pub async fn initialize(&self) -> Result<(), StartError> {
+        if self.gate.is_rebuilding() {
+            // Its peers have the group; forming it anew here is what a
+            // rebuilt replica must never do.
+            return Ok(());
+        }
         let members: BTreeMap<NodeId, BasicNode> = self
             .fence
             .shard
@@ -230,6 +295,7 @@ impl StorageNode {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "Raft did not shut down cleanly");
         }
+        self.snapshots.close();
         if let Err(e) = self.engine.sync() {
             tracing::warn!(error = %e, "could not fsync the state machine");
         }

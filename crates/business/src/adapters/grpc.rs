@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anatomy_proto::business::v1 as pb;
-use anatomy_proto::business::v1::ledger_server::Ledger as LedgerRpc;
+use business_api::v1 as pb;
+use business_api::v1::ledger_server::Ledger as LedgerRpc;
 use tonic::{Code, Request, Response, Status};
 
-use crate::app::{Clock, Deadline, Ledger, MoveMoney, Store, TransferCmd};
+use crate::app::{Clock, Ledger, MoveMoney, Store, TimeBudget, TransferCmd};
 use crate::domain::{
     Account, AccountId, AccountKey, AccountStatus, Amount, DomainError, Entry, RequestId, TenantId,
     Transfer, TransferId, TransferStatus,
@@ -26,6 +26,7 @@ impl From<DomainError> for Status {
             }
             DomainError::AccountExists { .. } => Code::AlreadyExists,
             DomainError::InsufficientFunds { .. }
+            | DomainError::BalanceCeiling { .. }
             | DomainError::AccountClosed { .. }
             | DomainError::AccountNotEmpty { .. }
             | DomainError::TransfersInFlight { .. }
@@ -54,10 +55,11 @@ impl<S, C> LedgerService<S, C> {
         }
     }
 
-    /// The call's deadline; also names the tenant on the call's span.
-    fn deadline<T: Tenanted>(&self, request: &Request<T>) -> Deadline {
+    /// The call's time budget (what the caller's deadline leaves); also names
+    /// the tenant on the call's span.
+    fn budget<T: Tenanted>(&self, request: &Request<T>) -> TimeBudget {
         tracing::Span::current().record("tenant", request.get_ref().tenant());
-        Deadline::after(anatomy_runtime::deadline::budget(
+        TimeBudget::after(anatomy_runtime::grpc_timeout::budget(
             request.metadata(),
             self.default_timeout,
         ))
@@ -159,40 +161,37 @@ impl<S: Store, C: Clock> LedgerRpc for LedgerService<S, C> {
         &self,
         request: Request<pb::CreateAccountRequest>,
     ) -> Answer<pb::Account> {
-        let deadline = self.deadline(&request);
+        let budget = self.budget(&request);
         let r = request.into_inner();
         let key = key(&r.tenant, &r.account_id)?;
         let request_id = RequestId::parse(&r.request_id)?;
-        let account = self
-            .ledger
-            .create_account(key, request_id, deadline)
-            .await?;
+        let account = self.ledger.create_account(key, request_id, budget).await?;
         Ok(Response::new(account_pb(&r.tenant, account)))
     }
 
     async fn get_account(&self, request: Request<pb::GetAccountRequest>) -> Answer<pb::Account> {
-        let deadline = self.deadline(&request);
+        let budget = self.budget(&request);
         let r = request.into_inner();
         let account = self
             .ledger
-            .get_account(key(&r.tenant, &r.account_id)?, deadline)
+            .get_account(key(&r.tenant, &r.account_id)?, budget)
             .await?;
         Ok(Response::new(account_pb(&r.tenant, account)))
     }
 
     async fn deposit(&self, request: Request<pb::MoveMoneyRequest>) -> Answer<pb::Account> {
-        let deadline = self.deadline(&request);
+        let budget = self.budget(&request);
         let r = request.into_inner();
         let tenant = r.tenant.clone();
-        let account = self.ledger.deposit(move_money(r)?, deadline).await?;
+        let account = self.ledger.deposit(move_money(r)?, budget).await?;
         Ok(Response::new(account_pb(&tenant, account)))
     }
 
     async fn withdraw(&self, request: Request<pb::MoveMoneyRequest>) -> Answer<pb::Account> {
-        let deadline = self.deadline(&request);
+        let budget = self.budget(&request);
         let r = request.into_inner();
         let tenant = r.tenant.clone();
-        let account = self.ledger.withdraw(move_money(r)?, deadline).await?;
+        let account = self.ledger.withdraw(move_money(r)?, budget).await?;
         Ok(Response::new(account_pb(&tenant, account)))
     }
 
@@ -200,16 +199,16 @@ impl<S: Store, C: Clock> LedgerRpc for LedgerService<S, C> {
         &self,
         request: Request<pb::CloseAccountRequest>,
     ) -> Answer<pb::Account> {
-        let deadline = self.deadline(&request);
+        let budget = self.budget(&request);
         let r = request.into_inner();
         let key = key(&r.tenant, &r.account_id)?;
         let request_id = RequestId::parse(&r.request_id)?;
-        let account = self.ledger.close_account(key, request_id, deadline).await?;
+        let account = self.ledger.close_account(key, request_id, budget).await?;
         Ok(Response::new(account_pb(&r.tenant, account)))
     }
 
     async fn transfer(&self, request: Request<pb::TransferRequest>) -> Answer<pb::Transfer> {
-        let deadline = self.deadline(&request);
+        let budget = self.budget(&request);
         let r = request.into_inner();
         let cmd = TransferCmd {
             tenant: TenantId::parse(&r.tenant)?,
@@ -218,16 +217,16 @@ impl<S: Store, C: Clock> LedgerRpc for LedgerService<S, C> {
             to: AccountId::parse_field("to_account_id", &r.to_account_id)?,
             amount: Amount::parse(r.amount)?,
         };
-        let transfer = self.ledger.transfer(cmd, deadline).await?;
+        let transfer = self.ledger.transfer(cmd, budget).await?;
         Ok(Response::new(transfer_pb(&r.tenant, transfer)))
     }
 
     async fn get_transfer(&self, request: Request<pb::GetTransferRequest>) -> Answer<pb::Transfer> {
-        let deadline = self.deadline(&request);
+        let budget = self.budget(&request);
         let r = request.into_inner();
         let tenant = TenantId::parse(&r.tenant)?;
         let id = TransferId::parse(&r.transfer_id)?;
-        let transfer = self.ledger.get_transfer(tenant, id, deadline).await?;
+        let transfer = self.ledger.get_transfer(tenant, id, budget).await?;
         Ok(Response::new(transfer_pb(&r.tenant, transfer)))
     }
 
@@ -235,7 +234,7 @@ impl<S: Store, C: Clock> LedgerRpc for LedgerService<S, C> {
         &self,
         request: Request<pb::ListAccountsRequest>,
     ) -> Answer<pb::ListAccountsResponse> {
-        let deadline = self.deadline(&request);
+        let budget = self.budget(&request);
         let r = request.into_inner();
         let page = self
             .ledger
@@ -243,7 +242,7 @@ impl<S: Store, C: Clock> LedgerRpc for LedgerService<S, C> {
                 TenantId::parse(&r.tenant)?,
                 r.page_size,
                 &r.page_token,
-                deadline,
+                budget,
             )
             .await?;
         Ok(Response::new(pb::ListAccountsResponse {
@@ -261,7 +260,7 @@ impl<S: Store, C: Clock> LedgerRpc for LedgerService<S, C> {
         &self,
         request: Request<pb::ListEntriesRequest>,
     ) -> Answer<pb::ListEntriesResponse> {
-        let deadline = self.deadline(&request);
+        let budget = self.budget(&request);
         let r = request.into_inner();
         let page = self
             .ledger
@@ -269,7 +268,7 @@ impl<S: Store, C: Clock> LedgerRpc for LedgerService<S, C> {
                 key(&r.tenant, &r.account_id)?,
                 r.page_size,
                 &r.page_token,
-                deadline,
+                budget,
             )
             .await?;
         Ok(Response::new(pb::ListEntriesResponse {

@@ -1,6 +1,6 @@
 //! Adapters: the edges where the ledger meets the outside world — the
 //! storage service (driven) and gRPC callers (driving).
 
+pub mod codec;
 pub mod grpc;
-pub mod records;
 pub mod storage;

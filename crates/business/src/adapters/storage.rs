@@ -5,16 +5,16 @@
 
 use std::time::Duration;
 
-use anatomy_proto::storage::v1 as pb;
 use futures::future::join_all;
+use storage_api::v1 as pb;
 use storage_client::{StorageClient, StorageError};
 
-use super::records::{
+use super::codec::{
     ACCOUNT_TABLE, ENTRY_TABLE, PENDING_TABLE, decode, decode_account, decode_entry, encode,
     entry_key, location, pending_of,
 };
-use crate::app::ports::{AccountPage, Change, PendingTransfers, Write};
-use crate::app::{Commit, Deadline, Record, RecordKey, Store, StoreError, Versioned};
+use crate::app::ports::{AccountPage, Change, PendingTransfer, Write};
+use crate::app::{Commit, Record, RecordKey, Store, StoreError, TimeBudget, Versioned};
 use crate::domain::{AccountId, AccountKey, Entry, RequestId, TenantId, TransferId};
 
 /// The ledger's records in the storage service.
@@ -62,8 +62,36 @@ impl StorageStore {
     }
 }
 
+/// A pending mark as scanned: the transfer it names and the mark.
+fn pending_transfer(item: &pb::Item) -> Result<PendingTransfer, StoreError> {
+    let named = (|| {
+        let (tenant, from) = item.partition.split_once('/')?;
+        let tenant = TenantId::parse(tenant).ok()?;
+        let from = AccountId::parse(from).ok()?;
+        let request_id = RequestId::parse(std::str::from_utf8(&item.key).ok()?).ok()?;
+        Some((tenant, TransferId { from, request_id }))
+    })();
+    let Some((tenant, id)) = named else {
+        return Err(StoreError::Corrupt(format!(
+            "pending mark under {:?}",
+            item.partition
+        )));
+    };
+    Ok(PendingTransfer {
+        tenant,
+        id,
+        mark: Versioned {
+            value: pending_of(&item.value)?,
+            version: item.version,
+        },
+    })
+}
+
+/// Storage failed: the details (replica addresses) go to the log, the
+/// caller learns which dependency failed, not where it lives.
 fn unavailable(e: StorageError) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    tracing::warn!(error = %e, "storage call failed");
+    StoreError::Unavailable(e.public_message())
 }
 
 /// The partition that holds `key`'s record.
@@ -85,7 +113,7 @@ impl Store for StorageStore {
     async fn read(
         &self,
         keys: Vec<RecordKey>,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> Result<Vec<Option<Versioned<Record>>>, StoreError> {
         let Some(first) = keys.first() else {
             return Ok(vec![]);
@@ -109,7 +137,7 @@ impl Store for StorageStore {
             .collect();
         let answers = self
             .client
-            .read(&main, items, deadline.remaining())
+            .read(&main, items, budget.remaining())
             .await
             .map_err(unavailable)?;
         if answers.len() != keys.len() {
@@ -133,8 +161,8 @@ impl Store for StorageStore {
             .collect()
     }
 
-    async fn commit(&self, change: Change, deadline: Deadline) -> Result<Commit, StoreError> {
-        let Some(first) = change.expect.first().map(|(k, _)| k).or_else(|| {
+    async fn commit(&self, change: Change, budget: TimeBudget) -> Result<Commit, StoreError> {
+        let Some(first) = change.conditions.first().map(|(k, _)| k).or_else(|| {
             change.writes.first().map(|w| match w {
                 Write::Put(k, _) | Write::Delete(k) => k,
             })
@@ -144,7 +172,7 @@ impl Store for StorageStore {
         let main = partition(first);
         let shard = self.shard_of(&main);
         let mut conditions = Vec::new();
-        for (key, version) in &change.expect {
+        for (key, version) in &change.conditions {
             let p = partition(key);
             if self.shard_of(&p) != shard {
                 return Err(StoreError::NotColocated(format!("{main} and {p}")));
@@ -177,7 +205,7 @@ impl Store for StorageStore {
         }
         let response = self
             .client
-            .write(&main, conditions, mutations, deadline.remaining())
+            .write(&main, conditions, mutations, budget.remaining())
             .await
             .map_err(unavailable)?;
         Ok(if response.applied {
@@ -196,7 +224,7 @@ impl Store for StorageStore {
         tenant: &TenantId,
         after: Option<&AccountId>,
         limit: usize,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> Result<AccountPage, StoreError> {
         let prefix = format!("{tenant}/");
         let request = pb::ScanRequest {
@@ -209,7 +237,7 @@ impl Store for StorageStore {
             limit: u32::try_from(limit).unwrap_or(u32::MAX),
             ..Default::default()
         };
-        let (answers, missing_shards) = self.scan_all(request, deadline.remaining()).await;
+        let (answers, missing_shards) = self.scan_all(request, budget.remaining()).await;
         if answers.is_empty() && !missing_shards.is_empty() {
             return Err(StoreError::Unavailable(
                 "no storage shard could list accounts".into(),
@@ -238,7 +266,7 @@ impl Store for StorageStore {
         key: &AccountKey,
         before: Option<u64>,
         limit: usize,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> Result<(Vec<Entry>, bool), StoreError> {
         let partition = key.partition();
         let request = pb::ScanRequest {
@@ -254,7 +282,7 @@ impl Store for StorageStore {
         };
         let answer = self
             .client
-            .scan(0, request, deadline.remaining())
+            .scan(0, request, budget.remaining())
             .await
             .map_err(unavailable)?;
         let entries = answer
@@ -265,7 +293,7 @@ impl Store for StorageStore {
         Ok((entries, answer.more))
     }
 
-    async fn has_pending(&self, key: &AccountKey, deadline: Deadline) -> Result<bool, StoreError> {
+    async fn has_pending(&self, key: &AccountKey, budget: TimeBudget) -> Result<bool, StoreError> {
         let request = pb::ScanRequest {
             table: PENDING_TABLE.into(),
             scope: Some(pb::scan_request::Scope::Partition(key.partition())),
@@ -274,44 +302,42 @@ impl Store for StorageStore {
         };
         let answer = self
             .client
-            .scan(0, request, deadline.remaining())
+            .scan(0, request, budget.remaining())
             .await
             .map_err(unavailable)?;
         Ok(!answer.items.is_empty())
     }
 
+    fn shards(&self) -> Vec<u32> {
+        self.client.map().shards.iter().map(|s| s.id).collect()
+    }
+
     async fn list_pending(
         &self,
+        shard: u32,
         limit: usize,
-        deadline: Deadline,
-    ) -> Result<PendingTransfers, StoreError> {
+        budget: TimeBudget,
+    ) -> Result<Vec<PendingTransfer>, StoreError> {
         let request = pb::ScanRequest {
             table: PENDING_TABLE.into(),
             scope: Some(pb::scan_request::Scope::PartitionPrefix(String::new())),
             limit: u32::try_from(limit).unwrap_or(u32::MAX),
             ..Default::default()
         };
-        let (answers, missing_shards) = self.scan_all(request, deadline.remaining()).await;
-        let mut transfers = Vec::new();
-        for item in answers.into_iter().flat_map(|a| a.items) {
-            let pending = (|| {
-                let (tenant, from) = item.partition.split_once('/')?;
-                let tenant = TenantId::parse(tenant).ok()?;
-                let from = AccountId::parse(from).ok()?;
-                let request_id = RequestId::parse(std::str::from_utf8(&item.key).ok()?).ok()?;
-                Some((tenant, TransferId { from, request_id }))
-            })();
-            let Some((tenant, id)) = pending else {
-                return Err(StoreError::Corrupt(format!(
-                    "pending mark under {:?}",
-                    item.partition
-                )));
-            };
-            transfers.push((tenant, id, pending_of(&item.value)?));
-        }
-        Ok(PendingTransfers {
-            transfers,
-            missing_shards,
-        })
+        let answer = self
+            .client
+            .scan(shard, request, budget.remaining())
+            .await
+            .map_err(unavailable)?;
+        // One unreadable mark must not hide the others from recovery.
+        Ok(answer
+            .items
+            .iter()
+            .filter_map(|item| {
+                pending_transfer(item)
+                    .inspect_err(|e| tracing::error!(shard, error = %e, "pending mark left out"))
+                    .ok()
+            })
+            .collect())
     }
 }

@@ -1,25 +1,27 @@
 //! An in-memory `Store` for unit tests of the use cases, with faults to
-//! inject: conflicts, lost answers, and an outage that starts after a
-//! number of commits (an executor crashing between saga steps).
+//! inject: conflicts, lost answers, an outage that starts after a number of
+//! commits (an executor crashing between saga steps), and dead shards
+//! (no majority: every call waits out its budget, then fails).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use super::ports::{AccountPage, Change, PendingTransfers, Write};
-use super::{Commit, Deadline, Record, RecordKey, Store, StoreError, Versioned};
+use super::ports::{AccountPage, Change, PendingTransfer, Write};
+use super::{Commit, Record, RecordKey, Store, StoreError, TimeBudget, Versioned};
 use crate::domain::{AccountId, AccountKey, Entry, TenantId};
 
-/// Accounts whose id starts with a letter up to `m` live on shard 0, the
-/// rest on shard 1.
+/// The fake's shards.
+pub const SHARDS: u32 = 3;
+
+/// Accounts whose id starts with a letter up to `h` live on shard 0, up to
+/// `q` on shard 1, the rest on shard 2.
 pub fn shard_of(key: &AccountKey) -> u32 {
-    u32::from(
-        key.account
-            .as_str()
-            .as_bytes()
-            .first()
-            .is_some_and(|c| *c > b'm'),
-    )
+    match key.account.as_str().as_bytes().first() {
+        Some(c) if *c > b'q' => 2,
+        Some(c) if *c > b'h' => 1,
+        _ => 0,
+    }
 }
 
 #[derive(Default)]
@@ -34,6 +36,8 @@ pub struct FakeStore {
     /// unapplied (u32::MAX: never).
     pub commits_until_outage: AtomicU32,
     pub commits: AtomicU32,
+    /// Shards without a majority.
+    dead: Mutex<HashSet<u32>>,
 }
 
 impl FakeStore {
@@ -46,6 +50,37 @@ impl FakeStore {
     /// Ends the outage.
     pub fn heal(&self) {
         self.commits_until_outage.store(u32::MAX, Ordering::SeqCst);
+    }
+
+    /// Takes `shard`'s majority away (until `revive`).
+    pub fn kill_shard(&self, shard: u32) {
+        self.dead.lock().expect("lock").insert(shard);
+    }
+
+    /// Gives `shard` its majority back.
+    pub fn revive_shard(&self, shard: u32) {
+        self.dead.lock().expect("lock").remove(&shard);
+    }
+
+    /// A call to `shard`: if it is dead, waits out the budget (as a client
+    /// retrying a shard without a leader does) and fails.
+    async fn reach(&self, shard: u32, budget: TimeBudget) -> Result<(), StoreError> {
+        if !self.dead.lock().expect("lock").contains(&shard) {
+            return Ok(());
+        }
+        tokio::time::sleep(budget.remaining()).await;
+        Err(StoreError::Unavailable(format!(
+            "shard {shard} has no majority"
+        )))
+    }
+
+    /// Sets a record directly, as data written by an older version would be.
+    pub fn put_raw(&self, key: RecordKey, record: Record) {
+        let revision = self.revision.fetch_add(1, Ordering::SeqCst) + 1;
+        self.records
+            .lock()
+            .expect("lock")
+            .insert(key, (record, revision));
     }
 
     fn take(n: &AtomicU32) -> bool {
@@ -79,11 +114,14 @@ impl Store for FakeStore {
     async fn read(
         &self,
         keys: Vec<RecordKey>,
-        _: Deadline,
+        budget: TimeBudget,
     ) -> Result<Vec<Option<Versioned<Record>>>, StoreError> {
         let owners: Vec<AccountKey> = keys.iter().map(RecordKey::owner).collect();
         if owners.windows(2).any(|w| w[0] != w[1]) {
             return Err(StoreError::NotColocated("read across partitions".into()));
+        }
+        if let Some(owner) = owners.first() {
+            self.reach(shard_of(owner), budget).await?;
         }
         let records = self.records.lock().expect("lock");
         Ok(keys
@@ -97,16 +135,20 @@ impl Store for FakeStore {
             .collect())
     }
 
-    async fn commit(&self, change: Change, _: Deadline) -> Result<Commit, StoreError> {
+    async fn commit(&self, change: Change, budget: TimeBudget) -> Result<Commit, StoreError> {
         let keys = change
-            .expect
+            .conditions
             .iter()
             .map(|(k, _)| k)
             .chain(change.writes.iter().map(|w| match w {
                 Write::Put(k, _) | Write::Delete(k) => k,
             }));
-        if !colocated_keys(keys) {
+        if !colocated_keys(keys.clone()) {
             return Err(StoreError::NotColocated("commit across shards".into()));
+        }
+        let shard = keys.map(|k| shard_of(&k.owner())).next();
+        if let Some(shard) = shard {
+            self.reach(shard, budget).await?;
         }
         if self.commits_until_outage.load(Ordering::SeqCst) == 0 {
             return Err(StoreError::Unavailable("injected outage".into()));
@@ -115,7 +157,7 @@ impl Store for FakeStore {
             return Ok(Commit::Conflict);
         }
         let mut records = self.records.lock().expect("lock");
-        for (key, version) in &change.expect {
+        for (key, version) in &change.conditions {
             if records.get(key).map_or(0, |(_, v)| *v) != *version {
                 return Ok(Commit::Conflict);
             }
@@ -153,7 +195,7 @@ impl Store for FakeStore {
         tenant: &TenantId,
         after: Option<&AccountId>,
         limit: usize,
-        _: Deadline,
+        _: TimeBudget,
     ) -> Result<AccountPage, StoreError> {
         let mut accounts: Vec<_> = self
             .all()
@@ -179,7 +221,7 @@ impl Store for FakeStore {
         key: &AccountKey,
         before: Option<u64>,
         limit: usize,
-        _: Deadline,
+        _: TimeBudget,
     ) -> Result<(Vec<Entry>, bool), StoreError> {
         let mut entries: Vec<Entry> = self
             .all()
@@ -199,25 +241,42 @@ impl Store for FakeStore {
         Ok((entries, more))
     }
 
-    async fn has_pending(&self, key: &AccountKey, _: Deadline) -> Result<bool, StoreError> {
+    async fn has_pending(&self, key: &AccountKey, _: TimeBudget) -> Result<bool, StoreError> {
         Ok(self
             .all()
             .iter()
             .any(|(k, _)| matches!(k, RecordKey::Pending(..)) && &k.owner() == key))
     }
 
-    async fn list_pending(&self, _: usize, _: Deadline) -> Result<PendingTransfers, StoreError> {
-        let transfers = self
-            .all()
-            .into_iter()
-            .filter_map(|(k, r)| match (k, r) {
-                (RecordKey::Pending(t, id), Record::Pending(m)) => Some((t, id, m)),
+    fn shards(&self) -> Vec<u32> {
+        (0..SHARDS).collect()
+    }
+
+    async fn list_pending(
+        &self,
+        shard: u32,
+        _: usize,
+        budget: TimeBudget,
+    ) -> Result<Vec<PendingTransfer>, StoreError> {
+        self.reach(shard, budget).await?;
+        let records = self.records.lock().expect("lock");
+        Ok(records
+            .iter()
+            .filter_map(|(k, (r, version))| match (k, r) {
+                (RecordKey::Pending(tenant, id), Record::Pending(mark))
+                    if shard_of(&k.owner()) == shard =>
+                {
+                    Some(PendingTransfer {
+                        tenant: tenant.clone(),
+                        id: id.clone(),
+                        mark: Versioned {
+                            value: mark.clone(),
+                            version: *version,
+                        },
+                    })
+                }
                 _ => None,
             })
-            .collect();
-        Ok(PendingTransfers {
-            transfers,
-            missing_shards: vec![],
-        })
+            .collect())
     }
 }

@@ -12,8 +12,8 @@
 use std::time::SystemTime;
 
 use super::paging;
-use super::ports::{AccountPage, Change, Clock, Commit, Deadline, Record, RecordKey, Store};
-use super::records::{self, split};
+use super::ports::{AccountPage, Change, Clock, Commit, Record, RecordKey, Store, TimeBudget};
+use super::typed_reads::{self, split};
 use crate::domain::receipt::fingerprint;
 use crate::domain::{
     Account, AccountKey, Amount, Cause, DomainError, Entry, Outcome, Receipt, RequestId, TenantId,
@@ -111,14 +111,14 @@ impl<S: Store, C: Clock> Ledger<S, C> {
         &self,
         key: AccountKey,
         request_id: RequestId,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> Result<Account, DomainError> {
         let fp = fingerprint("create", &key, None);
         self.mutate(
             &key,
             request_id,
             fp,
-            deadline,
+            budget,
             Guard::None,
             |current, now| match current {
                 Some(_) => Err(DomainError::AccountExists {
@@ -134,22 +134,22 @@ impl<S: Store, C: Clock> Ledger<S, C> {
     pub async fn get_account(
         &self,
         key: AccountKey,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> Result<Account, DomainError> {
-        self.load_account(&key, deadline).await
+        self.load_account(&key, budget).await
     }
 
     pub(super) async fn load_account(
         &self,
         key: &AccountKey,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> Result<Account, DomainError> {
         let [slot] = split(
             self.store
-                .read(vec![RecordKey::Account(key.clone())], deadline)
+                .read(vec![RecordKey::Account(key.clone())], budget)
                 .await?,
         )?;
-        records::account(slot)?
+        typed_reads::account(slot)?
             .map(|v| v.value)
             .ok_or_else(|| not_found(key))
     }
@@ -158,9 +158,9 @@ impl<S: Store, C: Clock> Ledger<S, C> {
     pub async fn deposit(
         &self,
         cmd: MoveMoney,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> Result<Account, DomainError> {
-        self.move_money("deposit", cmd, deadline, Account::deposit)
+        self.move_money("deposit", cmd, budget, Account::deposit)
             .await
     }
 
@@ -168,9 +168,9 @@ impl<S: Store, C: Clock> Ledger<S, C> {
     pub async fn withdraw(
         &self,
         cmd: MoveMoney,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> Result<Account, DomainError> {
-        self.move_money("withdraw", cmd, deadline, Account::withdraw)
+        self.move_money("withdraw", cmd, budget, Account::withdraw)
             .await
     }
 
@@ -178,7 +178,7 @@ impl<S: Store, C: Clock> Ledger<S, C> {
         &self,
         operation: &str,
         cmd: MoveMoney,
-        deadline: Deadline,
+        budget: TimeBudget,
         rule: MoneyRule,
     ) -> Result<Account, DomainError> {
         let fp = fingerprint(operation, &cmd.key, Some(cmd.amount));
@@ -188,18 +188,11 @@ impl<S: Store, C: Clock> Ledger<S, C> {
             amount,
         } = cmd;
         let rid = request_id.clone();
-        self.mutate(
-            &key,
-            request_id,
-            fp,
-            deadline,
-            Guard::None,
-            |current, now| {
-                let account = current.ok_or_else(|| not_found(&key))?;
-                let (account, entry) = rule(account, amount, Cause::request(&rid), now)?;
-                Ok((account, Some(entry)))
-            },
-        )
+        self.mutate(&key, request_id, fp, budget, Guard::None, |current, now| {
+            let account = current.ok_or_else(|| not_found(&key))?;
+            let (account, entry) = rule(account, amount, Cause::request(&rid), now)?;
+            Ok((account, Some(entry)))
+        })
         .await
     }
 
@@ -208,14 +201,14 @@ impl<S: Store, C: Clock> Ledger<S, C> {
         &self,
         key: AccountKey,
         request_id: RequestId,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> Result<Account, DomainError> {
         let fp = fingerprint("close", &key, None);
         self.mutate(
             &key,
             request_id,
             fp,
-            deadline,
+            budget,
             Guard::NoTransfersInFlight,
             |current, now| {
                 let account = current.ok_or_else(|| not_found(&key))?;
@@ -231,7 +224,7 @@ impl<S: Store, C: Clock> Ledger<S, C> {
         tenant: TenantId,
         page_size: i32,
         page_token: &str,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> Result<AccountList, DomainError> {
         let size = paging::page_size(page_size)?;
         let after = paging::after_account(page_token)?;
@@ -241,7 +234,7 @@ impl<S: Store, C: Clock> Ledger<S, C> {
             missing_shards,
         } = self
             .store
-            .list_accounts(&tenant, after.as_ref(), size, deadline)
+            .list_accounts(&tenant, after.as_ref(), size, budget)
             .await?;
         let next_page_token = match accounts.last() {
             Some(last) if more => paging::account_token(&last.id),
@@ -260,15 +253,12 @@ impl<S: Store, C: Clock> Ledger<S, C> {
         key: AccountKey,
         page_size: i32,
         page_token: &str,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> Result<EntryList, DomainError> {
         let size = paging::page_size(page_size)?;
         let before = paging::before_entry(page_token)?;
-        self.load_account(&key, deadline).await?;
-        let (entries, more) = self
-            .store
-            .list_entries(&key, before, size, deadline)
-            .await?;
+        self.load_account(&key, budget).await?;
+        let (entries, more) = self.store.list_entries(&key, before, size, budget).await?;
         let next_page_token = match entries.last() {
             Some(last) if more => paging::entry_token(last.sequence),
             _ => String::new(),
@@ -284,7 +274,7 @@ impl<S: Store, C: Clock> Ledger<S, C> {
         key: &AccountKey,
         request_id: RequestId,
         fingerprint: String,
-        deadline: Deadline,
+        budget: TimeBudget,
         guard: Guard,
         change: impl Fn(Option<&Account>, SystemTime) -> Result<Change1, DomainError>,
     ) -> Result<Account, DomainError> {
@@ -293,18 +283,18 @@ impl<S: Store, C: Clock> Ledger<S, C> {
         for _ in 0..self.max_attempts {
             let [account, receipt] = split(
                 self.store
-                    .read(vec![account_key.clone(), receipt_key.clone()], deadline)
+                    .read(vec![account_key.clone(), receipt_key.clone()], budget)
                     .await?,
             )?;
-            if let Some(receipt) = records::receipt(receipt)? {
+            if let Some(receipt) = typed_reads::receipt(receipt)? {
                 return replay(receipt.value, &fingerprint);
             }
-            let current = records::account(account)?;
+            let current = typed_reads::account(account)?;
             // Checked on every attempt: a transfer starting meanwhile
             // changes the account's version, so this attempt's commit fails.
             if guard == Guard::NoTransfersInFlight
                 && current.is_some()
-                && self.store.has_pending(key, deadline).await?
+                && self.store.has_pending(key, budget).await?
             {
                 return Err(DomainError::TransfersInFlight {
                     account_id: key.account.to_string(),
@@ -317,8 +307,8 @@ impl<S: Store, C: Clock> Ledger<S, C> {
                 outcome: Outcome::Account(account.clone()),
             };
             let mut commit = Change::default()
-                .expect(account_key.clone(), current.map_or(0, |v| v.version))
-                .expect(receipt_key.clone(), 0)
+                .if_version(account_key.clone(), current.map_or(0, |v| v.version))
+                .if_version(receipt_key.clone(), 0)
                 .put(account_key.clone(), Record::Account(account.clone()))
                 .put(receipt_key.clone(), Record::Receipt(receipt));
             if let Some(entry) = entry {
@@ -327,7 +317,7 @@ impl<S: Store, C: Clock> Ledger<S, C> {
                     Record::Entry(entry),
                 );
             }
-            match self.store.commit(commit, deadline).await? {
+            match self.store.commit(commit, budget).await? {
                 Commit::Done => return Ok(account),
                 Commit::Conflict => continue,
             }

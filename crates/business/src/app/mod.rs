@@ -6,12 +6,19 @@ pub mod fake;
 pub mod ledger;
 pub mod paging;
 pub mod ports;
-pub mod records;
 pub mod recovery;
+pub mod recovery_worker;
+pub mod saga;
+
 #[cfg(test)]
 mod tests;
+pub mod time_budget;
 pub mod transfers;
+pub mod typed_reads;
 
 pub use ledger::{AccountList, EntryList, Ledger, MoveMoney};
-pub use ports::{Change, Clock, Commit, Deadline, Record, RecordKey, Store, StoreError, Versioned};
-pub use transfers::{Recovered, TransferCmd};
+pub use ports::{
+    Change, Clock, Commit, Record, RecordKey, Store, StoreError, TimeBudget, Versioned,
+};
+pub use recovery::{Recovered, RecoveryConfig};
+pub use transfers::TransferCmd;

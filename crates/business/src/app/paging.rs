@@ -81,6 +81,38 @@ pub fn before_entry(token: &str) -> Result<Option<u64>, DomainError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A forged or corrupted token is refused or names a valid account
+        /// id — never anything else: the list then resumes after that id
+        /// inside the caller's own tenant (the tenant comes from the API
+        /// key, never from the token).
+        #[test]
+        fn any_account_token_is_refused_or_a_valid_id(token in ".{0,80}") {
+            if let Ok(Some(id)) = after_account(&token) {
+                prop_assert!(AccountId::parse(id.as_str()).is_ok());
+                prop_assert!(!id.as_str().contains('/'));
+            }
+        }
+
+        #[test]
+        fn forged_tokens_of_any_bytes_are_refused_or_a_valid_id(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let token = URL_SAFE_NO_PAD.encode(&bytes);
+            if let Ok(Some(id)) = after_account(&token) {
+                prop_assert!(AccountId::parse(id.as_str()).is_ok());
+            }
+            let _ = before_entry(&token);
+        }
+
+        #[test]
+        fn tokens_round_trip(id in "[A-Za-z0-9_.-]{1,64}", sequence in any::<u64>()) {
+            let account = AccountId::parse(&id).expect("valid");
+            prop_assert_eq!(after_account(&account_token(&account)).expect("decodes"), Some(account));
+            prop_assert_eq!(before_entry(&entry_token(sequence)).expect("decodes"), Some(sequence));
+            prop_assert!(before_entry(&account_token(&AccountId::parse(&id).expect("valid"))).is_err());
+        }
+    }
 
     #[test]
     fn tokens_round_trip_and_do_not_mix() {

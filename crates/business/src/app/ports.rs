@@ -3,39 +3,20 @@
 //!
 //! Storage is seen as a store of domain records with optimistic
 //! concurrency: every record has a version (0 = absent); a `Change` lists
-//! the versions it expects and the records it writes, and commits
-//! atomically only if every expectation holds. A change may only touch
+//! its conditions (the versions records must still have) and the records it
+//! writes, and commits atomically only if every condition holds. A change may only touch
 //! records that live together (`Store::colocated`): one account's records
 //! always do; two accounts' records do when they share a storage shard.
 
 use std::future::Future;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
+
+pub use super::time_budget::TimeBudget;
 
 use crate::domain::{
     Account, AccountId, AccountKey, DomainError, Entry, Inbound, PendingMark, Receipt, RequestId,
     TenantId, Transfer, TransferId,
 };
-
-/// When the caller stops waiting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Deadline(Instant);
-
-impl Deadline {
-    /// `budget` from now.
-    pub fn after(budget: Duration) -> Self {
-        Self(Instant::now() + budget)
-    }
-
-    /// Time left (zero once passed).
-    pub fn remaining(&self) -> Duration {
-        self.0.saturating_duration_since(Instant::now())
-    }
-
-    /// Whether the deadline has passed.
-    pub fn passed(&self) -> bool {
-        self.remaining().is_zero()
-    }
-}
 
 /// Names one record.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -94,14 +75,15 @@ pub enum Write {
 /// An atomic, conditional change.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Change {
-    pub expect: Vec<(RecordKey, u64)>,
+    /// Each record's version at commit time must be the one given (0 = absent).
+    pub conditions: Vec<(RecordKey, u64)>,
     pub writes: Vec<Write>,
 }
 
 impl Change {
     /// Commit only if `key` still has `version` (0 = absent).
-    pub fn expect(mut self, key: RecordKey, version: u64) -> Self {
-        self.expect.push((key, version));
+    pub fn if_version(mut self, key: RecordKey, version: u64) -> Self {
+        self.conditions.push((key, version));
         self
     }
 
@@ -137,11 +119,12 @@ pub struct AccountPage {
     pub missing_shards: Vec<u32>,
 }
 
-/// Transfers still in flight, from every shard that answered.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PendingTransfers {
-    pub transfers: Vec<(TenantId, TransferId, PendingMark)>,
-    pub missing_shards: Vec<u32>,
+/// A transfer still in flight, as its pending mark shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingTransfer {
+    pub tenant: TenantId,
+    pub id: TransferId,
+    pub mark: Versioned<PendingMark>,
 }
 
 /// Storage failed.
@@ -171,14 +154,14 @@ pub trait Store: Send + Sync + 'static {
     fn read(
         &self,
         keys: Vec<RecordKey>,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> impl Future<Output = Result<Vec<Option<Versioned<Record>>>, StoreError>> + Send;
 
     /// Commits a change atomically, if its expectations still hold.
     fn commit(
         &self,
         change: Change,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> impl Future<Output = Result<Commit, StoreError>> + Send;
 
     /// Whether one change may touch both accounts' records.
@@ -190,7 +173,7 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantId,
         after: Option<&AccountId>,
         limit: usize,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> impl Future<Output = Result<AccountPage, StoreError>> + Send;
 
     /// Up to `limit` entries of an account older than sequence `before`,
@@ -200,22 +183,26 @@ pub trait Store: Send + Sync + 'static {
         key: &AccountKey,
         before: Option<u64>,
         limit: usize,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> impl Future<Output = Result<(Vec<Entry>, bool), StoreError>> + Send;
 
     /// Whether transfers from this account are still in flight.
     fn has_pending(
         &self,
         key: &AccountKey,
-        deadline: Deadline,
+        budget: TimeBudget,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Transfers in flight, across every shard (up to `limit` per shard).
+    /// The storage shards, to list what is in flight on each.
+    fn shards(&self) -> Vec<u32>;
+
+    /// Up to `limit` transfers in flight from accounts on `shard`.
     fn list_pending(
         &self,
+        shard: u32,
         limit: usize,
-        deadline: Deadline,
-    ) -> impl Future<Output = Result<PendingTransfers, StoreError>> + Send;
+        budget: TimeBudget,
+    ) -> impl Future<Output = Result<Vec<PendingTransfer>, StoreError>> + Send;
 }
 
 /// Wall-clock time, for timestamps.

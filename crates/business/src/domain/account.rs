@@ -1,10 +1,20 @@
 //! Accounts and the rules money follows: balances are integer minor units
 //! and never negative; every change bumps the account's version, and every
 //! movement of money appends one entry to its history.
+//!
+//! **The ceiling rule.** Money a cross-shard transfer sent is no longer in
+//! the source's balance, but comes back to it if the transfer fails. So
+//! that such a refund can always be booked, an account counts that money
+//! (`in_flight_out`) and no deposit or credit may take `balance +
+//! in_flight_out` past [`CEILING`]: a refund only moves money from one to
+//! the other, and never fails.
 
 use std::time::SystemTime;
 
 use super::{AccountId, DomainError, RequestId, TransferId};
+
+/// The most an account may hold, counting the money in flight out of it.
+pub const CEILING: i64 = i64::MAX;
 
 /// An amount of money to move: integer minor units, greater than zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -41,6 +51,10 @@ pub struct Account {
     pub id: AccountId,
     /// Minor units, never negative.
     pub balance: i64,
+    /// Money sent by this account's cross-shard transfers that have not
+    /// ended: out of `balance`, and back in it if they fail. Never
+    /// negative; `balance + in_flight_out <= CEILING`.
+    pub in_flight_out: i64,
     /// 1 when opened, +1 per change.
     pub version: u64,
     pub status: AccountStatus,
@@ -95,6 +109,7 @@ impl Account {
         Self {
             id,
             balance: 0,
+            in_flight_out: 0,
             version: 1,
             status: AccountStatus::Open,
             created_at: now,
@@ -113,7 +128,7 @@ impl Account {
         }
     }
 
-    /// Adds `amount`.
+    /// Adds `amount`, within the ceiling.
     pub fn deposit(
         &self,
         amount: Amount,
@@ -121,7 +136,7 @@ impl Account {
         now: SystemTime,
     ) -> Result<(Self, Entry), DomainError> {
         self.ensure_open()?;
-        self.booked(amount.get(), cause, now)
+        self.booked(amount.get(), self.in_flight_out, cause, now)
     }
 
     /// Takes `amount`; refuses to go below zero.
@@ -132,33 +147,83 @@ impl Account {
         now: SystemTime,
     ) -> Result<(Self, Entry), DomainError> {
         self.ensure_open()?;
-        self.booked(-amount.get(), cause, now)
+        self.booked(-amount.get(), self.in_flight_out, cause, now)
     }
 
-    /// Books `delta` (signed) whatever the status, and the entry recording
-    /// it. Only the refund of a failed transfer uses it directly: it gives
-    /// back money that left this account, even if the account closed since.
-    pub fn booked(
+    /// Sends `amount` on a cross-shard transfer: out of the balance, into
+    /// the money in flight (until the transfer ends).
+    pub fn send(
         &self,
-        delta: i64,
+        amount: Amount,
         cause: Cause<'_>,
         now: SystemTime,
     ) -> Result<(Self, Entry), DomainError> {
-        let balance =
-            self.balance
-                .checked_add(delta)
-                .ok_or_else(|| DomainError::InvalidArgument {
-                    field: "amount",
-                    reason: format!("{delta} would overflow the balance of {}", self.balance),
-                })?;
+        self.ensure_open()?;
+        let in_flight_out = self.in_flight_out.saturating_add(amount.get());
+        self.booked(-amount.get(), in_flight_out, cause, now)
+    }
+
+    /// A transfer this account sent completed: its `amount` is no longer in
+    /// flight. Moves no money, so it writes no entry.
+    pub fn delivered(&self, amount: Amount, now: SystemTime) -> Self {
+        Self {
+            in_flight_out: self.less_in_flight(amount),
+            version: self.version + 1,
+            updated_at: now,
+            ..self.clone()
+        }
+    }
+
+    /// A transfer this account sent failed: its `amount` comes back, from
+    /// the money in flight into the balance — whatever the status (the
+    /// account may have closed since). Within the ceiling by construction;
+    /// it can only fail for an account whose records break the rule.
+    pub fn refund(
+        &self,
+        amount: Amount,
+        cause: Cause<'_>,
+        now: SystemTime,
+    ) -> Result<(Self, Entry), DomainError> {
+        self.booked(amount.get(), self.less_in_flight(amount), cause, now)
+    }
+
+    /// The money in flight once `amount` of it has arrived or come back. An
+    /// account stored before it counted money in flight has none recorded
+    /// (0), hence saturating.
+    fn less_in_flight(&self, amount: Amount) -> i64 {
+        self.in_flight_out.saturating_sub(amount.get()).max(0)
+    }
+
+    /// Books `delta` (signed) into the balance with `in_flight_out` the new
+    /// money in flight, and the entry recording it; refuses a negative
+    /// balance and a total past the ceiling.
+    fn booked(
+        &self,
+        delta: i64,
+        in_flight_out: i64,
+        cause: Cause<'_>,
+        now: SystemTime,
+    ) -> Result<(Self, Entry), DomainError> {
+        let over_ceiling = || DomainError::BalanceCeiling {
+            account_id: self.id.to_string(),
+            balance: self.balance,
+            in_flight_out: self.in_flight_out,
+            amount: delta,
+        };
+        let balance = self.balance.checked_add(delta).ok_or_else(over_ceiling)?;
         if balance < 0 {
             return Err(DomainError::InsufficientFunds {
                 balance: self.balance,
                 amount: -delta,
             });
         }
+        // CEILING is i64::MAX: a total past it is one that overflows.
+        if balance.checked_add(in_flight_out).is_none() {
+            return Err(over_ceiling());
+        }
         let account = Self {
             balance,
+            in_flight_out,
             version: self.version + 1,
             updated_at: now,
             entries: self.entries + 1,
@@ -256,22 +321,79 @@ mod tests {
         let err = rich
             .deposit(amount(1), Cause::request(&r), NOW)
             .expect_err("overflow");
-        assert!(matches!(
-            err,
-            DomainError::InvalidArgument {
-                field: "amount",
-                ..
-            }
-        ));
+        assert!(
+            matches!(err, DomainError::BalanceCeiling { amount: 1, .. }),
+            "{err}"
+        );
         let closed = account().close(NOW).expect("close");
         assert!(matches!(
             closed.deposit(amount(1), Cause::request(&r), NOW),
             Err(DomainError::AccountClosed { .. })
         ));
-        let (refunded, entry) = closed
-            .booked(5, Cause::request(&r), NOW)
+        let sent = Account {
+            in_flight_out: 5,
+            ..closed
+        };
+        let (refunded, entry) = sent
+            .refund(amount(5), Cause::request(&r), NOW)
             .expect("a refund still books");
         assert_eq!((refunded.balance, entry.amount), (5, 5));
+    }
+
+    #[test]
+    fn the_ceiling_counts_money_in_flight_so_a_refund_always_fits() {
+        let id = TransferId {
+            from: AccountId::parse("alice").expect("id"),
+            request_id: rid("t1"),
+        };
+        let (funded, _) = account()
+            .deposit(amount(10), Cause::request(&rid("fund")), NOW)
+            .expect("fund");
+        let (sent, debit) = funded
+            .send(amount(10), Cause::transfer(&id), NOW)
+            .expect("send");
+        assert_eq!(
+            (sent.balance, sent.in_flight_out, debit.amount),
+            (0, 10, -10)
+        );
+        let err = sent
+            .deposit(amount(i64::MAX), Cause::request(&rid("fill")), NOW)
+            .expect_err("the 10 in flight may come back");
+        assert_eq!(
+            err,
+            DomainError::BalanceCeiling {
+                account_id: "alice".into(),
+                balance: 0,
+                in_flight_out: 10,
+                amount: i64::MAX,
+            }
+        );
+        let (full, _) = sent
+            .deposit(amount(i64::MAX - 10), Cause::request(&rid("fill")), NOW)
+            .expect("up to the ceiling");
+        let (refunded, entry) = full
+            .refund(amount(10), Cause::transfer(&id), NOW)
+            .expect("a refund always fits");
+        assert_eq!((refunded.balance, refunded.in_flight_out), (i64::MAX, 0));
+        assert_eq!((entry.amount, entry.transfer_id), (10, Some(id)));
+        let done = full.delivered(amount(10), NOW);
+        assert_eq!(
+            (done.balance, done.in_flight_out, done.entries, done.version),
+            (i64::MAX - 10, 0, full.entries, full.version + 1),
+            "a completed transfer moves no money: no entry, one more version"
+        );
+    }
+
+    #[test]
+    fn sending_more_than_the_balance_is_an_overdraft() {
+        let id = TransferId {
+            from: AccountId::parse("alice").expect("id"),
+            request_id: rid("t1"),
+        };
+        let err = account()
+            .send(amount(1), Cause::transfer(&id), NOW)
+            .expect_err("overdraft");
+        assert!(matches!(err, DomainError::InsufficientFunds { .. }));
     }
 
     #[test]

@@ -16,6 +16,18 @@ pub enum DomainError {
     /// Withdraw more than the balance.
     #[error("insufficient funds: balance is {balance}, cannot withdraw {amount}")]
     InsufficientFunds { balance: i64, amount: i64 },
+    /// A deposit or credit would take the account past the ceiling, counting
+    /// the money in flight out of it (which comes back if its transfers fail).
+    #[error(
+        "account {account_id:?} cannot take {amount}: its balance {balance} plus the {in_flight_out} in flight out of it (which comes back if those transfers fail) would pass the ceiling of {} minor units",
+        super::account::CEILING
+    )]
+    BalanceCeiling {
+        account_id: String,
+        balance: i64,
+        in_flight_out: i64,
+        amount: i64,
+    },
     /// CloseAccount on an account that still holds money.
     #[error("account {account_id:?} still holds {balance}; withdraw or transfer it first")]
     AccountNotEmpty { account_id: String, balance: i64 },

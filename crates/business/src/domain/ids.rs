@@ -141,6 +141,66 @@ mod tests {
         assert!(RequestId::parse(&"r".repeat(129)).is_err());
     }
 
+    use proptest::prelude::*;
+
+    /// Any id the contract allows.
+    fn valid_id() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9_.-]{1,64}"
+    }
+
+    fn key(tenant: &str, account: &str) -> AccountKey {
+        AccountKey {
+            tenant: TenantId::parse(tenant).expect("tenant"),
+            account: AccountId::parse(account).expect("account"),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn valid_ids_round_trip(id in valid_id()) {
+            let account = AccountId::parse(&id).expect("valid");
+            let tenant = TenantId::parse(&id).expect("valid");
+            prop_assert_eq!(account.as_str(), id.as_str());
+            prop_assert_eq!(tenant.as_str(), id.as_str());
+        }
+
+        #[test]
+        fn ids_with_any_other_character_are_refused(
+            head in "[a-z]{0,8}", bad in "[^A-Za-z0-9_.-]", tail in "[a-z]{0,8}",
+        ) {
+            let id = format!("{head}{bad}{tail}");
+            prop_assert!(AccountId::parse(&id).is_err());
+            prop_assert!(TenantId::parse(&id).is_err());
+        }
+
+        /// A tenant's records live under `tenant/`; no record of another
+        /// tenant has that prefix, however alike the names.
+        #[test]
+        fn one_tenants_prefix_never_holds_another_tenants_partition(
+            t1 in valid_id(), t2 in valid_id(), a1 in valid_id(), a2 in valid_id(),
+        ) {
+            prop_assume!(t1 != t2);
+            let mine = format!("{}/", t1);
+            prop_assert!(!key(&t2, &a2).partition().starts_with(&mine));
+            prop_assert!(key(&t1, &a1).partition().starts_with(&mine));
+            prop_assert_ne!(key(&t1, &a1).partition(), key(&t2, &a2).partition());
+        }
+    }
+
+    #[test]
+    fn tenants_alike_by_name_do_not_share_prefixes() {
+        let names = ["acme", "acme.x", "acme-1", "acme_", "acm", "acme.", "acmf"];
+        for t1 in names {
+            for t2 in names.iter().filter(|t| **t != t1) {
+                let theirs = key(t2, "alice").partition();
+                assert!(
+                    !theirs.starts_with(&format!("{t1}/")),
+                    "{t1} holds {theirs}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn partition_is_tenant_slash_account() {
         let key = AccountKey {

@@ -6,7 +6,7 @@
 //! GetTransfer knows which partition holds it.
 
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::{AccountId, Amount, DomainError, RequestId};
 
@@ -93,10 +93,50 @@ pub enum Inbound {
     Rejected { reason: String },
 }
 
-/// A transfer whose saga has not ended yet (the recovery worker's to-do list).
+/// A transfer whose saga has not ended yet (the recovery worker's to-do
+/// list), and how recovering it has gone so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingMark {
     pub since: SystemTime,
+    /// Recovery attempts that did not end the transfer.
+    pub failures: u32,
+    /// Why the last of them did not.
+    pub last_error: String,
+    /// Recovery leaves the transfer alone until then (None: no failure yet).
+    pub retry_at: Option<SystemTime>,
+}
+
+impl PendingMark {
+    /// A transfer pending since `since`, not yet tried by recovery.
+    pub fn new(since: SystemTime) -> Self {
+        Self {
+            since,
+            failures: 0,
+            last_error: String::new(),
+            retry_at: None,
+        }
+    }
+
+    /// Whether recovery should take the transfer over at `now`: pending for
+    /// at least `older_than` (its executor had its chance), and not waiting
+    /// to be retried after a failure.
+    pub fn is_due(&self, now: SystemTime, older_than: Duration) -> bool {
+        let old_enough = now
+            .duration_since(self.since)
+            .is_ok_and(|age| age >= older_than);
+        old_enough && self.retry_at.is_none_or(|at| at <= now)
+    }
+
+    /// The mark after one more failed recovery attempt: why, and not again
+    /// before `now + wait`.
+    pub fn failed(&self, error: String, now: SystemTime, wait: Duration) -> Self {
+        Self {
+            since: self.since,
+            failures: self.failures.saturating_add(1),
+            last_error: error,
+            retry_at: Some(now.checked_add(wait).unwrap_or(now)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -114,6 +154,28 @@ mod tests {
         for bad in ["alice", "~r1", "al ice~r1", "alice~"] {
             assert!(TransferId::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_mark_is_due_once_old_enough_and_not_waiting_for_a_retry() {
+        let secs = Duration::from_secs;
+        let t0 = SystemTime::UNIX_EPOCH + secs(100);
+        let mark = PendingMark::new(t0);
+        assert!(
+            !mark.is_due(t0 + secs(4), secs(5)),
+            "its executor may still be at it"
+        );
+        assert!(mark.is_due(t0 + secs(5), secs(5)));
+        assert!(
+            !mark.is_due(t0 - secs(1), Duration::ZERO),
+            "a replica whose clock is behind the mark's waits"
+        );
+        let failed = mark.failed("storage unavailable".into(), t0 + secs(6), secs(10));
+        assert_eq!((failed.failures, failed.since), (1, t0));
+        assert!(!failed.is_due(t0 + secs(15), secs(5)), "backing off");
+        assert!(failed.is_due(t0 + secs(16), secs(5)));
+        let again = failed.failed("still".into(), t0 + secs(16), secs(20));
+        assert_eq!((again.failures, again.last_error.as_str()), (2, "still"));
     }
 
     #[test]

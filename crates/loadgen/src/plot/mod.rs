@@ -8,9 +8,14 @@
 //!   label: throughput (wide, light) and goodput (solid) above, p50 (dashed) and
 //!   p99 (solid) latency below.
 //!
+//! - faults: a chaos run (see the nemesis): operations per second that
+//!   happened, failed or may have, under the faults in force, and one lane
+//!   per kind of fault.
+//!
 //! Text is drawn with an embedded font (DejaVu Sans, see
 //! `assets/DejaVuSans-LICENSE.txt`), so no system font is needed.
 
+mod faults;
 mod panels;
 mod style;
 
@@ -23,6 +28,8 @@ use plotters::prelude::*;
 use crate::cli::{PlotArgs, PlotKind};
 use crate::report::{Row, read_json};
 
+pub use self::faults::{FaultData, FaultSpan};
+use self::faults::{fault_lanes_panel, outcomes_panel};
 use self::panels::{goodput_panel, latency_panel, rate_panel, sweep_latency_panel};
 use self::style::{FAMILY, register_font};
 
@@ -69,6 +76,8 @@ pub fn plot(args: &PlotArgs) -> anyhow::Result<(PlotKind, PathBuf)> {
 pub enum Chart {
     Latency(Box<LatencyData>),
     Goodput(Vec<Curve>),
+    /// A chaos run: outcomes per second under the faults in force.
+    Faults(Box<FaultData>),
 }
 
 fn default_title(chart: &Chart) -> String {
@@ -81,6 +90,7 @@ fn default_title(chart: &Chart) -> String {
                 labels.join(", ")
             )
         }
+        Chart::Faults(_) => "operations under faults".into(),
     }
 }
 
@@ -127,6 +137,10 @@ where
         Chart::Goodput(curves) => {
             goodput_panel(&upper, curves)?;
             sweep_latency_panel(&lower, curves)?;
+        }
+        Chart::Faults(data) => {
+            outcomes_panel(&upper, data)?;
+            fault_lanes_panel(&lower, data)?;
         }
     }
     Ok(())

@@ -15,8 +15,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anatomy_proto::gateway::v1 as api;
-use anatomy_proto::gateway::v1::ledger_client::LedgerClient;
+use gateway_api::v1 as api;
+use gateway_api::v1::ledger_client::LedgerClient;
 use rand::Rng;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
@@ -216,22 +216,11 @@ impl Bank {
         while !open.is_empty() {
             let mut still = Vec::new();
             for a in open {
-                let get = api::GetTransferRequest {
-                    transfer_id: a.transfer_id.clone(),
-                };
-                let answer = match self.request(get) {
-                    Ok(r) => self.client().get_transfer(r).await,
-                    Err(e) => Err(tonic::Status::internal(e)),
-                };
-                match answer {
-                    Ok(t) if t.get_ref().status() == api::TransferStatus::Pending => still.push(a),
-                    Ok(t) => {
-                        finals.insert(a.transfer_id.clone(), Some(t.into_inner()));
+                match self.ended(&a.transfer_id).await {
+                    Some(end) => {
+                        finals.insert(a.transfer_id.clone(), end);
                     }
-                    Err(s) if s.code() == Code::NotFound => {
-                        finals.insert(a.transfer_id.clone(), None);
-                    }
-                    Err(_) => still.push(a),
+                    None => still.push(a),
                 }
             }
             if still.is_empty() {
@@ -257,6 +246,25 @@ impl Bank {
         finals
     }
 
+    /// How transfer `id` ended: `Some(Some(t))` ended as `t`, `Some(None)`
+    /// never existed; `None` while it is PENDING or cannot be read.
+    async fn ended(&self, id: &str) -> Option<Option<api::Transfer>> {
+        let get = api::GetTransferRequest {
+            transfer_id: id.to_string(),
+        };
+        let answer = match self.request(get) {
+            Ok(r) => self.client().get_transfer(r).await,
+            Err(e) => Err(tonic::Status::internal(e)),
+        };
+        match answer {
+            Ok(t) if t.get_ref().status() == api::TransferStatus::Pending => None,
+            Ok(t) => Some(Some(t.into_inner())),
+            Err(s) if s.code() == Code::NotFound => Some(None),
+            Err(_) => None,
+        }
+    }
+
+    /// Invariants 1, 2, 4 and 5, account by account, then across them.
     async fn check_balances_and_histories(
         &self,
         attempts: &[Attempt],
@@ -266,59 +274,12 @@ impl Bank {
         let mut total = 0;
         let mut in_history: HashMap<usize, HashSet<String>> = HashMap::new();
         for i in 0..self.accounts {
-            let name = Self::account(i);
-            let account = match self
-                .patiently("reading an account", || async {
-                    let r = self
-                        .request(api::GetAccountRequest {
-                            account_id: name.clone(),
-                        })
-                        .map_err(tonic::Status::internal)?;
-                    self.client().get_account(r).await
-                })
-                .await
-            {
-                Ok(a) => a.into_inner(),
-                Err(e) => {
-                    verdict.violations.push(e);
-                    continue;
-                }
+            let Some((balance, transfers)) = self.check_account(i, verdict).await else {
+                continue;
             };
-            total += account.balance;
-            if account.balance < 0 {
-                verdict
-                    .violations
-                    .push(format!("{name} has a negative balance {}", account.balance));
-            }
-            match self.history(&name).await {
-                Ok(entries) => {
-                    let mut running = 0;
-                    for e in entries.iter().rev() {
-                        running += e.amount;
-                        if e.balance_after != running {
-                            verdict.violations.push(format!(
-                                "{name}: entry {} says balance {} but the entries before it sum to {running}",
-                                e.sequence, e.balance_after
-                            ));
-                            break;
-                        }
-                    }
-                    if running != account.balance {
-                        verdict.violations.push(format!(
-                            "{name}: balance {} but its history sums to {running}",
-                            account.balance
-                        ));
-                    }
-                    in_history.insert(
-                        i,
-                        entries
-                            .into_iter()
-                            .map(|e| e.transfer_id)
-                            .filter(|t| !t.is_empty())
-                            .collect(),
-                    );
-                }
-                Err(e) => verdict.violations.push(e),
+            total += balance;
+            if let Some(transfers) = transfers {
+                in_history.insert(i, transfers);
             }
         }
         let expected = self.initial * self.accounts as i64;
@@ -327,6 +288,69 @@ impl Bank {
                 "the balances sum to {total}, but {expected} was deposited"
             ));
         }
+        Self::check_completed_recorded(attempts, finals, &in_history, verdict);
+    }
+
+    /// One account: its balance (never negative) and, if its history could
+    /// be read, the transfers in it (the history must replay to the balance).
+    async fn check_account(
+        &self,
+        i: usize,
+        verdict: &mut Verdict,
+    ) -> Option<(i64, Option<HashSet<String>>)> {
+        let name = Self::account(i);
+        let account = match self.read_account(&name).await {
+            Ok(a) => a,
+            Err(e) => {
+                verdict.violations.push(e);
+                return None;
+            }
+        };
+        if account.balance < 0 {
+            verdict
+                .violations
+                .push(format!("{name} has a negative balance {}", account.balance));
+        }
+        let transfers = match self.history(&name).await {
+            Ok(entries) => {
+                check_replay(&name, &entries, account.balance, verdict);
+                Some(
+                    entries
+                        .into_iter()
+                        .map(|e| e.transfer_id)
+                        .filter(|t| !t.is_empty())
+                        .collect(),
+                )
+            }
+            Err(e) => {
+                verdict.violations.push(e);
+                None
+            }
+        };
+        Some((account.balance, transfers))
+    }
+
+    async fn read_account(&self, name: &str) -> Result<api::Account, String> {
+        self.patiently("reading an account", || async {
+            let r = self
+                .request(api::GetAccountRequest {
+                    account_id: name.to_string(),
+                })
+                .map_err(tonic::Status::internal)?;
+            self.client().get_account(r).await
+        })
+        .await
+        .map(|a| a.into_inner())
+    }
+
+    /// Every transfer acknowledged COMPLETED ended COMPLETED, and every
+    /// COMPLETED one is in both accounts' histories.
+    fn check_completed_recorded(
+        attempts: &[Attempt],
+        finals: &HashMap<String, Option<api::Transfer>>,
+        in_history: &HashMap<usize, HashSet<String>>,
+        verdict: &mut Verdict,
+    ) {
         for a in attempts {
             let completed = matches!(finals.get(&a.transfer_id), Some(Some(t)) if t.status() == api::TransferStatus::Completed);
             if a.heard == Heard::Completed && !completed {
@@ -335,18 +359,19 @@ impl Bank {
                     a.transfer_id
                 ));
             }
-            if completed {
-                for side in [a.from, a.to] {
-                    if !in_history
-                        .get(&side)
-                        .is_some_and(|h| h.contains(&a.transfer_id))
-                    {
-                        verdict.violations.push(format!(
-                            "COMPLETED {} is missing from {}'s history",
-                            a.transfer_id,
-                            Self::account(side)
-                        ));
-                    }
+            if !completed {
+                continue;
+            }
+            for side in [a.from, a.to] {
+                if !in_history
+                    .get(&side)
+                    .is_some_and(|h| h.contains(&a.transfer_id))
+                {
+                    verdict.violations.push(format!(
+                        "COMPLETED {} is missing from {}'s history",
+                        a.transfer_id,
+                        Self::account(side)
+                    ));
                 }
             }
         }
@@ -376,6 +401,27 @@ impl Bank {
             }
             token = page.next_page_token;
         }
+    }
+}
+
+/// An account's entries (newest first) replay to its balance: each
+/// entry's balance-after is the sum of the amounts up to it.
+fn check_replay(name: &str, entries: &[api::Entry], balance: i64, verdict: &mut Verdict) {
+    let mut running = 0;
+    for e in entries.iter().rev() {
+        running += e.amount;
+        if e.balance_after != running {
+            verdict.violations.push(format!(
+                "{name}: entry {} says balance {} but the entries before it sum to {running}",
+                e.sequence, e.balance_after
+            ));
+            break;
+        }
+    }
+    if running != balance {
+        verdict.violations.push(format!(
+            "{name}: balance {balance} but its history sums to {running}"
+        ));
     }
 }
 

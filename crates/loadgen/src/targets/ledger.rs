@@ -3,12 +3,14 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anatomy_proto::gateway::v1 as api;
-use anatomy_proto::gateway::v1::ledger_client::LedgerClient;
+use gateway_api::v1 as api;
+use gateway_api::v1::ledger_client::LedgerClient;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
 
-use super::kind;
+use anatomy_runtime::retry::{self, Backoff, RetryPolicy, Step};
+
+use super::failure;
 use crate::runner::Target;
 
 /// Deposits of 1 into a set of accounts, round-robin over gateways.
@@ -57,12 +59,16 @@ impl Deposits {
     }
 
     fn request<T>(&self, message: T) -> Result<Request<T>, String> {
+        self.request_within(message, self.timeout)
+    }
+
+    fn request_within<T>(&self, message: T, timeout: Duration) -> Result<Request<T>, String> {
         let mut r = Request::new(message);
         let auth = format!("Bearer {}", self.api_key)
             .parse()
             .map_err(|_| "bad api key".to_string())?;
         r.metadata_mut().insert("authorization", auth);
-        r.set_timeout(self.timeout);
+        r.set_timeout(timeout);
         Ok(r)
     }
 
@@ -101,34 +107,62 @@ impl Deposits {
 
 impl Target for Deposits {
     /// One deposit. A deposit that never reached a gateway, or whose
-    /// gateway went away mid-call (restarting, draining), goes to the next
-    /// gateway with the same request_id — the ledger applies it once —
-    /// at most once per gateway: the retries a well-behaved client is
-    /// allowed. An answer from a gateway, even an error, is final.
+    /// gateway went away mid-call (restarting, draining, or closing an aged
+    /// connection), goes again to the next gateway with the same
+    /// request_id — the ledger applies it once — after a short jittered
+    /// backoff (a closing connection refuses new calls until its last call
+    /// is done and the channel dials a new one): the runtime's retry loop,
+    /// at most `GATEWAY_RETRIES` times, all within the one timeout. An
+    /// answer from a gateway, even an error, is final.
     async fn call(&self, n: u64) -> Result<(), String> {
         let message = api::DepositRequest {
             request_id: format!("{}-{n}", self.run_id),
             account_id: self.account(n),
             amount: 1,
         };
-        let mut last = String::new();
         let first = self.next.fetch_add(1, Ordering::Relaxed);
-        for attempt in 0..self.clients.len().max(1) {
+        let policy = RetryPolicy {
+            backoff: GATEWAY_BACKOFF,
+            max_retries: Some(GATEWAY_RETRIES),
+            budget: None,
+        };
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let outcome = retry::run(&policy, deadline, |attempt| {
             // Each attempt goes to the next gateway, not back to the same one.
-            let mut client = self
-                .clients
-                .get((first + attempt) % self.clients.len().max(1))
-                .cloned()
-                .ok_or("no gateway to call")?;
-            match client.deposit(self.request(message.clone())?).await {
-                Ok(_) => return Ok(()),
-                Err(s) if gateway_unreachable(&s) => last = kind(&s),
-                Err(s) => return Err(kind(&s)),
+            let i = (first + attempt.number as usize) % self.clients.len().max(1);
+            let client = self.clients.get(i).cloned();
+            let request = self.request_within(message.clone(), attempt.remaining);
+            async move {
+                let (Some(mut client), Ok(request)) = (client, request) else {
+                    return Step::Fail(tonic::Status::invalid_argument(
+                        "no gateway or bad api key",
+                    ));
+                };
+                match client.deposit(request).await {
+                    Ok(_) => Step::Done(()),
+                    Err(s) if gateway_unreachable(&s) => Step::Retry(s),
+                    Err(s) => Step::Fail(s),
+                }
             }
-        }
-        Err(last)
+        })
+        .await;
+        outcome.map_err(|gave_up| match gave_up.last() {
+            Some(status) => failure(status),
+            None => "ClientTimeout".into(),
+        })
     }
 }
+
+/// Retries of a deposit that reached no gateway: enough to try every
+/// gateway of a small deployment and to outlast a connection that is
+/// closing (its last calls take a few milliseconds).
+const GATEWAY_RETRIES: u32 = 3;
+
+/// The pause before each retry (jittered, doubling).
+const GATEWAY_BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(20),
+    max: Duration::from_millis(200),
+};
 
 /// The call failed on the way to or from the gateway — no connection, or
 /// the connection reset while the gateway shut down — rather than being

@@ -3,7 +3,29 @@
 pub mod bank;
 pub mod etcd;
 pub mod ledger;
+pub mod register;
 pub mod storage;
+
+/// How many failures a run describes in full on stderr (code, message and
+/// local cause): enough to tell why a run failed, bounded under a flood.
+const DESCRIBED_FAILURES: usize = 10;
+
+/// The kind of a call's final failure (see `kind`); the first
+/// `DESCRIBED_FAILURES` of a process are also written out in full, since
+/// a kind alone rarely says which hop failed.
+pub fn failure(status: &tonic::Status) -> String {
+    static DESCRIBED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    if DESCRIBED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < DESCRIBED_FAILURES {
+        let cause = std::error::Error::source(status).map(|e| format!(" (local cause: {e})"));
+        eprintln!(
+            "failed: {:?}: {}{}",
+            status.code(),
+            status.message(),
+            cause.unwrap_or_default()
+        );
+    }
+    kind(status)
+}
 
 /// A short failure kind for a gRPC status. tonic reports its own client-side
 /// deadline as `Cancelled` ("Timeout expired"); that is a `DeadlineExceeded`.

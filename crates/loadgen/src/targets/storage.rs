@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anatomy_proto::storage::v1 as pb;
+use storage_api::v1 as pb;
 use storage_client::StorageClient;
 
 use super::value;
@@ -84,6 +84,7 @@ fn error_kind(e: &storage_client::StorageError) -> String {
         storage_client::StorageError::WrongShard { .. } => "WrongShard".into(),
         storage_client::StorageError::Rejected { code, .. } => format!("{code:?}"),
         storage_client::StorageError::BadAddress { .. } => "BadAddress".into(),
+        storage_client::StorageError::Tls(_) => "Tls".into(),
     }
 }
 

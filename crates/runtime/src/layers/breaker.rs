@@ -10,7 +10,12 @@
 //!
 //! A failure is an error from the inner service (the call never got an
 //! answer: connection refused, reset, timed out). Any answer, including a
-//! gRPC error status, is a success: the endpoint is alive.
+//! gRPC error status, is a success: the endpoint is alive. A call that was
+//! never sent counts as neither (see `NeverSent`): when a server ages a
+//! connection (GOAWAY), the calls queued for it at that instant are
+//! dropped unsent while the channel dials a new connection, and at high
+//! load those are enough to open a breaker on a healthy endpoint — on
+//! every endpoint at once, if their connections age together.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -148,6 +153,7 @@ const PROBE_RECHECK: Duration = Duration::from_millis(50);
 impl<S, R> Service<R> for Breaker<S>
 where
     S: Service<R>,
+    S::Error: NeverSent,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -188,6 +194,40 @@ where
     }
 }
 
+/// An endpoint's error that can tell whether the call was never sent.
+pub trait NeverSent {
+    /// The call never left this process (it was queued for a connection
+    /// that closed before taking it), so it says nothing of the endpoint.
+    fn never_sent(&self) -> bool;
+}
+
+impl NeverSent for tonic::transport::Error {
+    fn never_sent(&self) -> bool {
+        canceled_before_sent(self)
+    }
+}
+
+impl NeverSent for tower::BoxError {
+    fn never_sent(&self) -> bool {
+        canceled_before_sent(self.as_ref())
+    }
+}
+
+/// hyper's "operation was canceled": a request dropped before it was
+/// processed, found anywhere in the error's source chain.
+fn canceled_before_sent(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_canceled)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 pin_project! {
     /// Records the outcome of a call in its breaker.
     pub struct ResponseFuture<F> {
@@ -201,6 +241,7 @@ pin_project! {
 impl<F, T, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<T, E>>,
+    E: NeverSent,
 {
     type Output = Result<T, E>;
 
@@ -211,6 +252,14 @@ where
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if result.as_ref().err().is_some_and(NeverSent::never_sent) {
+            // Nothing learned; a probe that was never sent lets the next
+            // call probe instead.
+            if let BreakerState::HalfOpen { probing } = &mut *state {
+                *probing = false;
+            }
+            return Poll::Ready(result);
+        }
         *state = match (result.is_ok(), *state) {
             (true, _) => BreakerState::Closed { failures: 0 },
             (false, BreakerState::Closed { failures })
@@ -290,6 +339,47 @@ mod tests {
 
         assert!(call(&mut b, &mut h, true).await, "the probe succeeds");
         assert_eq!(b.handle().state(), BreakerState::Closed { failures: 0 });
+    }
+
+    /// hyper's error for a request a closed connection never took.
+    async fn canceled_before_sent() -> hyper::Error {
+        let (client, _server) = tokio::io::duplex(64);
+        let (mut send, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(client))
+                .await
+                .expect("handshake");
+        drop(connection);
+        send.send_request(http::Request::new(String::new()))
+            .await
+            .expect_err("the connection is gone")
+    }
+
+    #[tokio::test]
+    async fn only_hypers_canceled_requests_were_never_sent() {
+        let canceled: tower::BoxError = Box::new(canceled_before_sent().await);
+        assert!(canceled.never_sent());
+        let refused: tower::BoxError = "connection refused".into();
+        assert!(!refused.never_sent());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_never_sent_neither_count_nor_reset() {
+        let (mut b, mut h) = breaker();
+        h.allow(10);
+        assert!(!call(&mut b, &mut h, false).await);
+        for _ in 0..5 {
+            poll_fn(|cx| b.poll_ready(cx)).await.expect("ready");
+            let response = b.call("req");
+            let (_, send) = h.next_request().await.expect("request");
+            send.send_error(canceled_before_sent().await);
+            assert!(response.await.is_err());
+        }
+        assert_eq!(
+            b.handle().state(),
+            BreakerState::Closed { failures: 1 },
+            "unsent calls leave the count as it was"
+        );
+        assert!(is_ready(&mut b));
     }
 
     #[tokio::test(start_paused = true)]

@@ -2,11 +2,12 @@
 //! layer belongs in a stack and why.
 //!
 //! A server's stack, outside in: `red` (count every call, as the caller
-//! saw it) → `trace` (a span for everything below) → `shed` (refuse
-//! what exceeds capacity) → `deadline` (refuse what is already too late)
-//! → the service. Clients: `propagate` outermost, and inside the gateway's
+//! saw it) → `trace` (a span for everything below) → `authorize` (refuse
+//! callers the matrix does not allow) → `shed` (refuse what exceeds
+//! capacity) → `deadline` (refuse what is already too late) → the service. Clients: `propagate` outermost, and inside the gateway's
 //! balancer a `breaker` per endpoint.
 
+pub mod authorize;
 pub mod breaker;
 pub mod deadline;
 pub mod propagate;

@@ -8,7 +8,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use metrics::{counter, gauge, histogram};
@@ -50,7 +49,7 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let call = CallRecord::start(GrpcPath::of(&mut request));
+        let call = CallRecord::start(&GrpcPath::of(&mut request));
         ResponseFuture {
             inner: self.inner.call(request),
             call: Some(call),
@@ -91,19 +90,21 @@ where
 /// it counts as `Canceled`.
 #[derive(Debug)]
 struct CallRecord {
-    path: Arc<GrpcPath>,
+    /// (service, method): only methods served here, else `unknown`.
+    labels: (String, String),
     started: Instant,
     finished: bool,
 }
 
 impl CallRecord {
-    fn start(path: Arc<GrpcPath>) -> Self {
+    fn start(path: &GrpcPath) -> Self {
+        let labels = path.labels();
         counter!("grpc_server_started_total",
-            "grpc_service" => path.service.clone(), "grpc_method" => path.method.clone())
+            "grpc_service" => labels.0.clone(), "grpc_method" => labels.1.clone())
         .increment(1);
-        gauge!("grpc_server_in_flight", "grpc_service" => path.service.clone()).increment(1.0);
+        gauge!("grpc_server_in_flight", "grpc_service" => labels.0.clone()).increment(1.0);
         Self {
-            path,
+            labels,
             started: Instant::now(),
             finished: false,
         }
@@ -117,7 +118,7 @@ impl CallRecord {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
-        let (service, method) = (self.path.service.clone(), self.path.method.clone());
+        let (service, method) = self.labels.clone();
         gauge!("grpc_server_in_flight", "grpc_service" => service.clone()).decrement(1.0);
         histogram!("grpc_server_handling_seconds",
             "grpc_service" => service.clone(), "grpc_method" => method.clone())

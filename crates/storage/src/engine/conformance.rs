@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use super::keys::{item_key, prefix_range, table_prefix};
-use super::{ChangeSet, Engine, Meta, ScanRange, Stored};
+use super::{ChangeSet, Engine, Meta, ScanLimit, ScanRange, Stored, item_bytes};
 
 fn stored(version: u64, value: &str) -> Option<Stored> {
     Some(Stored {
@@ -146,21 +146,29 @@ fn scans_ranges_in_both_directions(engine: &dyn Engine) {
     let view = engine.read().expect("read");
     let all = |_: &[u8]| true;
     let forward = prefix_range(table_prefix("account", "acme/"), None, false);
-    let items = view.scan(&forward, 10, &all).expect("scan");
+    let items = view
+        .scan(&forward, ScanLimit::items(10), &all)
+        .expect("scan");
     assert_eq!(partitions(&items), ["acme/a", "acme/b", "acme/c"]);
 
     let reverse = prefix_range(table_prefix("account", "acme/"), None, true);
-    let items = view.scan(&reverse, 10, &all).expect("scan");
+    let items = view
+        .scan(&reverse, ScanLimit::items(10), &all)
+        .expect("scan");
     assert_eq!(partitions(&items), ["acme/c", "acme/b", "acme/a"]);
 
     let after_a = Some(item_key("account", "acme/a", b""));
     let resumed = prefix_range(table_prefix("account", "acme/"), after_a, false);
-    let items = view.scan(&resumed, 10, &all).expect("scan");
+    let items = view
+        .scan(&resumed, ScanLimit::items(10), &all)
+        .expect("scan");
     assert_eq!(partitions(&items), ["acme/b", "acme/c"]);
 
     let before_c = Some(item_key("account", "acme/c", b""));
     let resumed = prefix_range(table_prefix("account", "acme/"), before_c, true);
-    let items = view.scan(&resumed, 10, &all).expect("scan");
+    let items = view
+        .scan(&resumed, ScanLimit::items(10), &all)
+        .expect("scan");
     assert_eq!(partitions(&items), ["acme/b", "acme/a"]);
 }
 
@@ -172,15 +180,42 @@ fn scans_respect_limit_and_filter(engine: &dyn Engine) {
         end: Bound::Unbounded,
         reverse: false,
     };
-    let items = view.scan(&entries, 2, &|_| true).expect("scan");
+    let items = view
+        .scan(&entries, ScanLimit::items(2), &|_| true)
+        .expect("scan");
     assert_eq!(items.len(), 2);
     assert_eq!(items[0].0, item_key("entry", "acme/b", &[0]));
     let only_seq_2 = |k: &[u8]| k.last() == Some(&2);
-    let items = view.scan(&entries, 10, &only_seq_2).expect("scan");
+    let items = view
+        .scan(&entries, ScanLimit::items(10), &only_seq_2)
+        .expect("scan");
     assert_eq!(
         items.len(),
         3,
         "acme/b, acme/c and globex/a each have seq 2"
+    );
+    // A byte bound stops the scan at the item that reaches it.
+    let first = item_bytes(
+        &view
+            .scan(&entries, ScanLimit::items(1), &|_| true)
+            .expect("scan")[0],
+    );
+    let bounded = ScanLimit {
+        items: 10,
+        bytes: first + 1,
+    };
+    assert_eq!(
+        view.scan(&entries, bounded, &|_| true).expect("scan").len(),
+        2
+    );
+    let tiny = ScanLimit {
+        items: 10,
+        bytes: 1,
+    };
+    assert_eq!(
+        view.scan(&entries, tiny, &|_| true).expect("scan").len(),
+        1,
+        "always progress"
     );
 }
 

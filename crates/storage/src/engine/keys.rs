@@ -67,24 +67,43 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 /// Every flat key starting with `prefix`, optionally resuming strictly after
 /// `after` in scan direction.
 pub fn prefix_range(prefix: Vec<u8>, after: Option<Vec<u8>>, reverse: bool) -> ScanRange {
-    let end = prefix_end(&prefix).map_or(Bound::Unbounded, Bound::Excluded);
-    let start = Bound::Included(prefix);
+    let end = prefix_end(&prefix);
+    // A resume cursor is clamped to the prefix: one outside it (forged, or
+    // from another scope) must never widen the range onto other
+    // partitions, and one past the scope's end leaves nothing to scan.
+    let empty = |prefix: Vec<u8>| ScanRange {
+        start: Bound::Included(prefix.clone()),
+        end: Bound::Excluded(prefix),
+        reverse,
+    };
+    let end_bound = end.clone().map_or(Bound::Unbounded, Bound::Excluded);
     match (after, reverse) {
         (None, _) => ScanRange {
-            start,
-            end,
+            start: Bound::Included(prefix),
+            end: end_bound,
             reverse,
         },
-        (Some(after), false) => ScanRange {
-            start: Bound::Excluded(after),
-            end,
+        // Forward: resume after the cursor, if it is below the end at all.
+        (Some(after), false) if end.as_ref().is_none_or(|e| after < *e) => ScanRange {
+            start: if after < prefix {
+                Bound::Included(prefix)
+            } else {
+                Bound::Excluded(after)
+            },
+            end: end_bound,
             reverse,
         },
-        (Some(after), true) => ScanRange {
-            start,
-            end: Bound::Excluded(after),
+        (Some(_), false) => empty(prefix),
+        // Backward: resume below the cursor, if it is above the prefix at all.
+        (Some(after), true) if after > prefix => ScanRange {
+            start: Bound::Included(prefix),
+            end: match end {
+                Some(e) if after >= e => Bound::Excluded(e),
+                _ => Bound::Excluded(after),
+            },
             reverse,
         },
+        (Some(_), true) => empty(prefix),
     }
 }
 
@@ -137,5 +156,57 @@ mod tests {
             Err(KeyError::Nul { what: "partition" })
         );
         assert!(check_name("partition", "acme/alice").is_ok());
+    }
+
+    mod clamped {
+        use std::collections::BTreeMap;
+
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn bytes() -> impl Strategy<Value = Vec<u8>> {
+            prop::collection::vec(
+                prop_oneof![Just(0u8), Just(b'a'), Just(b'b'), Just(0xff), any::<u8>()],
+                0..6,
+            )
+        }
+
+        proptest! {
+            /// Whatever the cursor and direction, a scan sees only keys
+            /// under its prefix, never panics, and resumes strictly past
+            /// the cursor.
+            #[test]
+            fn a_cursor_never_leaves_the_prefix(
+                prefix in bytes(),
+                after in proptest::option::of(bytes()),
+                keys in prop::collection::vec(bytes(), 0..40),
+                reverse in any::<bool>(),
+            ) {
+                let store: BTreeMap<Vec<u8>, ()> = keys
+                    .iter()
+                    .chain(std::iter::once(&prefix))
+                    .map(|k| (k.clone(), ()))
+                    .collect();
+                let range = prefix_range(prefix.clone(), after.clone(), reverse);
+                let seen: Vec<&Vec<u8>> = store.range((range.start, range.end)).map(|(k, _)| k).collect();
+                for key in &seen {
+                    prop_assert!(key.starts_with(&prefix), "{key:?} outside {prefix:?}");
+                    if let Some(after) = &after {
+                        if reverse {
+                            prop_assert!(*key < after);
+                        } else {
+                            prop_assert!(*key > after);
+                        }
+                    }
+                }
+                let expected = store
+                    .keys()
+                    .filter(|k| k.starts_with(&prefix))
+                    .filter(|k| after.as_ref().is_none_or(|a| if reverse { *k < a } else { *k > a }))
+                    .count();
+                prop_assert_eq!(seen.len(), expected);
+            }
+        }
     }
 }

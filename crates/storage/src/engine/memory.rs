@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use super::{
-    ChangeSet, Engine, EngineError, ItemIter, KeyValue, Meta, ReadView, ScanRange, Stored, bounds,
+    ChangeSet, Engine, EngineError, ItemIter, KeyValue, Meta, ReadView, ScanLimit, ScanRange,
+    Stored, bounds, item_bytes,
 };
 
 #[derive(Debug, Default, Clone)]
@@ -52,16 +53,25 @@ impl ReadView for MemView {
     fn scan(
         &self,
         range: &ScanRange,
-        limit: usize,
+        limit: ScanLimit,
         keep: &dyn Fn(&[u8]) -> bool,
     ) -> Result<Vec<KeyValue>, EngineError> {
         let iter = self.0.items.range::<[u8], _>(bounds(range));
         let pick = |(k, v): (&Vec<u8>, &Stored)| keep(k).then(|| (k.clone(), v.clone()));
-        Ok(if range.reverse {
-            iter.rev().filter_map(pick).take(limit).collect()
+        let picked: Box<dyn Iterator<Item = KeyValue>> = if range.reverse {
+            Box::new(iter.rev().filter_map(pick))
         } else {
-            iter.filter_map(pick).take(limit).collect()
-        })
+            Box::new(iter.filter_map(pick))
+        };
+        let (mut out, mut bytes) = (Vec::new(), 0);
+        for item in picked {
+            if limit.reached(out.len(), bytes) {
+                break;
+            }
+            bytes += item_bytes(&item);
+            out.push(item);
+        }
+        Ok(out)
     }
 
     fn iter_all(&self) -> Result<ItemIter<'_>, EngineError> {

@@ -10,6 +10,7 @@
 pub mod keys;
 pub mod memory;
 pub mod redb;
+pub mod scan;
 
 #[cfg(test)]
 pub mod conformance;
@@ -18,8 +19,6 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
-
-use crate::raft::{LogId, StoredMembership};
 
 /// A stored value and its version (the shard revision that wrote it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,12 +30,12 @@ pub struct Stored {
 /// The state machine's metadata, written atomically with the data.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
-    /// The last log entry applied.
-    pub last_applied: Option<LogId>,
-    /// The last membership applied.
-    pub membership: StoredMembership,
     /// The shard's revision: grows by one per applied write batch.
     pub revision: u64,
+    /// How far the layer above has applied its log, in its own encoding
+    /// (the Raft layer's `raft::applied::Applied`); opaque to the engine,
+    /// which only stores it with the data.
+    pub applied: Vec<u8>,
 }
 
 /// An atomic change: every write (Some = put, None = delete) and the new
@@ -57,6 +56,35 @@ pub struct ScanRange {
     pub reverse: bool,
 }
 
+/// How much one scan may return: items, and bytes of keys and values.
+/// The item that crosses the byte bound is still returned, so that a scan
+/// always makes progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanLimit {
+    pub items: usize,
+    pub bytes: usize,
+}
+
+impl ScanLimit {
+    /// At most `n` items, of any size.
+    pub fn items(n: usize) -> Self {
+        Self {
+            items: n,
+            bytes: usize::MAX,
+        }
+    }
+
+    /// Whether `count` items of `bytes` in all are as much as allowed.
+    pub fn reached(&self, count: usize, bytes: usize) -> bool {
+        count >= self.items || bytes >= self.bytes
+    }
+}
+
+/// The bytes an item counts for against a [`ScanLimit`].
+pub fn item_bytes((key, stored): &KeyValue) -> usize {
+    key.len() + stored.value.len()
+}
+
 /// A scanned item: its flat key and what is stored.
 pub type KeyValue = (Vec<u8>, Stored);
 
@@ -64,7 +92,7 @@ pub type KeyValue = (Vec<u8>, Stored);
 pub type ItemIter<'a> = Box<dyn Iterator<Item = Result<KeyValue, EngineError>> + Send + 'a>;
 
 /// An engine failure: an I/O or corruption problem, never bad input.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("storage engine: {0}")]
 pub struct EngineError(pub String);
 
@@ -87,11 +115,11 @@ pub trait ReadView: Send {
     fn is_empty(&self) -> Result<bool, EngineError> {
         Ok(self.len()? == 0)
     }
-    /// Up to `limit` items of `range` whose key passes `keep`, in order.
+    /// Items of `range` whose key passes `keep`, in order, up to `limit`.
     fn scan(
         &self,
         range: &ScanRange,
-        limit: usize,
+        limit: ScanLimit,
         keep: &dyn Fn(&[u8]) -> bool,
     ) -> Result<Vec<KeyValue>, EngineError>;
     /// Every item, in key order.

@@ -13,8 +13,8 @@ use redb::{
 };
 
 use super::{
-    ChangeSet, Engine, EngineError, ItemIter, KeyValue, Meta, ReadView, ScanRange, Stored,
-    decode_meta, encode_meta,
+    ChangeSet, Engine, EngineError, ItemIter, KeyValue, Meta, ReadView, ScanLimit, ScanRange,
+    Stored, decode_meta, encode_meta,
 };
 
 const ITEMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("items");
@@ -32,9 +32,13 @@ fn err(doing: &'static str) -> impl Fn(redb::Error) -> EngineError {
 }
 
 impl RedbEngine {
-    /// Opens (or creates) the engine file and its tables.
+    /// Opens (or creates) the engine file and its tables. The whole file
+    /// is checked against its page checksums first, so a damaged file is
+    /// an error here (redb's plain open may panic on one).
     pub fn open(path: &Path) -> Result<Self, EngineError> {
-        let db = Database::create(path)
+        let db = Database::builder()
+            .set_check_integrity_on_open(true)
+            .create(path)
             .map_err(|e| EngineError::new(&format!("open {}", path.display()), e))?;
         let tx = db.begin_write().map_err(|e| err("begin")(e.into()))?;
         tx.open_table(ITEMS)
@@ -112,10 +116,11 @@ impl ReadView for RedbView {
     fn scan(
         &self,
         range: &ScanRange,
-        limit: usize,
+        limit: ScanLimit,
         keep: &dyn Fn(&[u8]) -> bool,
     ) -> Result<Vec<KeyValue>, EngineError> {
         let bounds = super::bounds(range);
+        let mut bytes = 0;
         let iter = self
             .items
             .range::<&[u8]>(bounds)
@@ -125,9 +130,11 @@ impl ReadView for RedbView {
             let (k, v): (redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>) =
                 item.map_err(|e| err("scan")(e.into()))?;
             if keep(k.value()) {
-                out.push((k.value().to_vec(), decode_stored(v.value())?));
+                let item = (k.value().to_vec(), decode_stored(v.value())?);
+                bytes += super::item_bytes(&item);
+                out.push(item);
             }
-            Ok(out.len() < limit)
+            Ok(!limit.reached(out.len(), bytes))
         };
         if range.reverse {
             for item in iter.rev() {

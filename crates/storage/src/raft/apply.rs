@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use openraft::EntryPayload;
 
+use super::applied::Applied;
 use super::types::{
     ConditionFailure, Entry, ProposalOutcome, StoredMembership, WriteBatch, WriteOutcome,
 };
@@ -79,6 +80,7 @@ pub fn apply_entries(
 ) -> Result<Vec<ProposalOutcome>, EngineError> {
     let view = engine.read()?;
     let meta = view.meta()?;
+    let mut applied = Applied::of(&meta)?;
     let mut overlay = Overlay {
         view: view.as_ref(),
         writes: BTreeMap::new(),
@@ -86,7 +88,7 @@ pub fn apply_entries(
     };
     let mut outcomes = Vec::with_capacity(entries.len());
     for entry in entries {
-        overlay.meta.last_applied = Some(entry.log_id);
+        applied.last_applied = Some(entry.log_id);
         let outcome = match entry.payload {
             EntryPayload::Blank => ProposalOutcome::default(),
             EntryPayload::Normal(proposal) => ProposalOutcome {
@@ -97,13 +99,16 @@ pub fn apply_entries(
                     .collect::<Result<_, _>>()?,
             },
             EntryPayload::Membership(m) => {
-                overlay.meta.membership = StoredMembership::new(Some(entry.log_id), m);
+                applied.membership = StoredMembership::new(Some(entry.log_id), m);
                 ProposalOutcome::default()
             }
         };
         outcomes.push(outcome);
     }
-    let Overlay { writes, meta, .. } = overlay;
+    let Overlay {
+        writes, mut meta, ..
+    } = overlay;
+    applied.record(&mut meta)?;
     drop(view);
     engine.commit(ChangeSet {
         writes,
@@ -199,7 +204,7 @@ mod tests {
         );
         let meta = view.meta().expect("meta");
         assert_eq!((meta.revision, view.len().expect("len")), (2, 1));
-        assert_eq!(meta.last_applied.map(|l| l.index), Some(1));
+        assert_eq!(Applied::of(&meta).expect("applied").index(), 1);
     }
 
     #[test]

@@ -43,9 +43,14 @@ fn read_err(e: impl std::error::Error + 'static) -> StorageIoError {
 }
 
 impl LogStore {
-    /// Opens (or creates) the log file and its tables.
+    /// Opens (or creates) the log file and its tables, checking the whole
+    /// file against its page checksums (a damaged file is an error, not a
+    /// panic).
     pub fn open(path: &Path) -> IoResult<Self> {
-        let db = Database::create(path).map_err(write_err)?;
+        let db = Database::builder()
+            .set_check_integrity_on_open(true)
+            .create(path)
+            .map_err(write_err)?;
         let tx = db.begin_write().map_err(write_err)?;
         tx.open_table(LOG).map_err(write_err)?;
         tx.open_table(STATE).map_err(write_err)?;

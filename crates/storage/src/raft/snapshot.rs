@@ -1,39 +1,72 @@
 //! Snapshot files: the whole state machine at one log position, written to
 //! `<data-dir>/snapshots/`, sent to lagging followers in chunks by openraft,
-//! and installed on them. Only the newest complete snapshot is kept.
+//! and installed on them. Only the newest complete snapshot is kept. The
+//! format, checksummed end to end, is in `snapshot_file`.
 //!
-//! Format: a u32 LE header length, the postcard-encoded header (snapshot
-//! meta, state machine meta, item count), then per item
-//! `u32 key len, key, u64 version, u32 value len, value` (little endian).
-//! A file whose item count does not match its header is refused.
+//! A snapshot that fails its checksum is moved aside (`<name>.damaged-<secs>`,
+//! never deleted) and never used: the state machine it was taken from is
+//! still on disk, so a fresh one can always be built.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
-
+use super::snapshot_file::{Header, SnapshotWriter, read_header, verify};
 use super::types::SnapshotMeta;
-use crate::engine::{EngineError, KeyValue, Meta, ReadView, Stored};
+use crate::engine::{EngineError, ReadView};
 
 const SUFFIX: &str = "snap";
 
-/// What a snapshot file says about itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Header {
-    pub snapshot: SnapshotMeta,
-    pub state: Meta,
-    pub items: u64,
+/// What `SnapshotDir::current` found.
+#[derive(Debug)]
+pub enum Current {
+    /// A checked snapshot.
+    Found(Box<Header>, PathBuf),
+    /// No snapshot was ever kept.
+    Missing,
+    /// The only snapshots were damaged, and are now moved aside.
+    MovedAside,
+}
+
+impl Current {
+    /// The snapshot, if one was found.
+    pub fn found(self) -> Option<(Header, PathBuf)> {
+        match self {
+            Self::Found(header, path) => Some((*header, path)),
+            Self::Missing | Self::MovedAside => None,
+        }
+    }
 }
 
 /// The directory of snapshot files.
+///
+/// openraft builds snapshots on a task of its own that its shutdown does
+/// not wait for; `closed` (held while a file is published) makes sure no
+/// snapshot lands after the replica stopped, when a restarted replica may
+/// already own the directory.
 #[derive(Debug, Clone)]
 pub struct SnapshotDir {
     dir: PathBuf,
+    closed: Arc<Mutex<bool>>,
 }
 
 fn io(doing: &str) -> impl Fn(std::io::Error) -> EngineError + '_ {
     move |e| EngineError::new(doing, e)
+}
+
+/// Moves a damaged file aside, next to where it was; returns its new path.
+pub fn quarantine(path: &Path) -> std::io::Result<PathBuf> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".damaged-{secs}"));
+    let aside = path.with_file_name(name);
+    std::fs::rename(path, &aside)?;
+    if let Some(parent) = path.parent() {
+        File::open(parent)?.sync_all()?;
+    }
+    Ok(aside)
 }
 
 impl SnapshotDir {
@@ -46,7 +79,18 @@ impl SnapshotDir {
                 std::fs::remove_file(&path).map_err(io("remove partial snapshot"))?;
             }
         }
-        Ok(Self { dir })
+        Ok(Self {
+            dir,
+            closed: Arc::new(Mutex::new(false)),
+        })
+    }
+
+    /// Publishes nothing from now on; waits for a publish in progress.
+    pub fn close(&self) {
+        *self
+            .closed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
     }
 
     /// A fresh path for a file being written or received.
@@ -61,25 +105,53 @@ impl SnapshotDir {
         self.dir.join(format!("{id}.{SUFFIX}"))
     }
 
-    /// The newest complete snapshot, if any.
-    pub fn current(&self) -> Result<Option<(Header, PathBuf)>, EngineError> {
-        let mut best: Option<(Header, PathBuf)> = None;
+    /// The newest snapshot file and its header, unchecked. A file whose
+    /// header cannot be read counts as the newest, so that `current`
+    /// checks it and moves it aside.
+    fn newest(&self) -> Result<Option<(Option<Header>, PathBuf)>, EngineError> {
+        let mut best: Option<(Option<Header>, PathBuf)> = None;
         for entry in std::fs::read_dir(&self.dir).map_err(io("list snapshots"))? {
             let path = entry.map_err(io("list snapshots"))?.path();
             if path.extension().is_none_or(|e| e != SUFFIX) {
                 continue;
             }
-            let header = read_header(&mut BufReader::new(
-                File::open(&path).map_err(io("open snapshot"))?,
-            ))?;
-            if best
-                .as_ref()
-                .is_none_or(|(b, _)| b.snapshot.last_log_id < header.snapshot.last_log_id)
-            {
+            let header = read_header(&path).ok();
+            let newer = match (&best, &header) {
+                (None, _) | (_, None) => true,
+                (Some((Some(b), _)), Some(h)) => b.snapshot.last_log_id < h.snapshot.last_log_id,
+                (Some((None, _)), Some(_)) => false,
+            };
+            if newer {
                 best = Some((header, path));
             }
         }
         Ok(best)
+    }
+
+    /// The newest snapshot, read through and checked. A damaged one is
+    /// moved aside (and reported), and the next newest is tried.
+    pub fn current(&self) -> Result<Current, EngineError> {
+        let mut moved_aside = false;
+        while let Some((_, path)) = self.newest()? {
+            match verify(&path) {
+                Ok(header) => return Ok(Current::Found(Box::new(header), path)),
+                Err(damage) => {
+                    let aside = quarantine(&path).map_err(io("move damaged snapshot aside"))?;
+                    tracing::error!(
+                        file = %path.display(),
+                        moved_to = %aside.display(),
+                        error = %damage,
+                        "snapshot file is damaged; moved it aside, a new one will be built from the state machine"
+                    );
+                    moved_aside = true;
+                }
+            }
+        }
+        Ok(if moved_aside {
+            Current::MovedAside
+        } else {
+            Current::Missing
+        })
     }
 
     /// Writes everything in `view` as snapshot `meta`; returns its path.
@@ -95,11 +167,10 @@ impl SnapshotDir {
         };
         let temp = self.temp_path();
         let file = File::create(&temp).map_err(io("create snapshot"))?;
-        let mut out = BufWriter::new(file);
-        write_header(&mut out, &header)?;
+        let mut out = SnapshotWriter::begin(file, &header)?;
         let mut count = 0u64;
         for item in view.iter_all()? {
-            write_item(&mut out, &item?)?;
+            out.item(&item?)?;
             count += 1;
         }
         if count != header.items {
@@ -108,16 +179,23 @@ impl SnapshotDir {
                 header.items
             )));
         }
-        let file = out
-            .into_inner()
-            .map_err(|e| EngineError::new("flush snapshot", e.error()))?;
-        file.sync_all().map_err(io("fsync snapshot"))?;
+        out.finish()?;
         self.publish(&temp, &header.snapshot.snapshot_id)
     }
 
     /// Makes a complete file at `temp` the current snapshot `id`, durably,
     /// and removes older ones.
     pub fn publish(&self, temp: &Path, id: &str) -> Result<PathBuf, EngineError> {
+        let closed = self
+            .closed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *closed {
+            let _ = std::fs::remove_file(temp);
+            return Err(EngineError(format!(
+                "snapshot {id} not kept: the replica is shutting down"
+            )));
+        }
         let path = self.final_path(id);
         std::fs::rename(temp, &path).map_err(io("rename snapshot"))?;
         File::open(&self.dir)
@@ -133,102 +211,14 @@ impl SnapshotDir {
     }
 }
 
-fn write_header(out: &mut impl Write, header: &Header) -> Result<(), EngineError> {
-    let bytes =
-        postcard::to_stdvec(header).map_err(|e| EngineError::new("encode snapshot header", e))?;
-    let len =
-        u32::try_from(bytes.len()).map_err(|e| EngineError::new("snapshot header size", e))?;
-    out.write_all(&len.to_le_bytes())
-        .map_err(io("write snapshot"))?;
-    out.write_all(&bytes).map_err(io("write snapshot"))
-}
-
-fn write_item(out: &mut impl Write, (key, stored): &KeyValue) -> Result<(), EngineError> {
-    let len = |n: usize| u32::try_from(n).map_err(|e| EngineError::new("snapshot item size", e));
-    out.write_all(&len(key.len())?.to_le_bytes())
-        .map_err(io("write snapshot"))?;
-    out.write_all(key).map_err(io("write snapshot"))?;
-    out.write_all(&stored.version.to_le_bytes())
-        .map_err(io("write snapshot"))?;
-    out.write_all(&len(stored.value.len())?.to_le_bytes())
-        .map_err(io("write snapshot"))?;
-    out.write_all(&stored.value).map_err(io("write snapshot"))
-}
-
-/// Reads a snapshot's header.
-pub fn read_header(input: &mut impl Read) -> Result<Header, EngineError> {
-    let len = read_u32(input)?;
-    let mut bytes = vec![0; len as usize];
-    input
-        .read_exact(&mut bytes)
-        .map_err(io("read snapshot header"))?;
-    postcard::from_bytes(&bytes).map_err(|e| EngineError::new("decode snapshot header", e))
-}
-
-fn read_u32(input: &mut impl Read) -> Result<u32, EngineError> {
-    let mut buf = [0; 4];
-    input.read_exact(&mut buf).map_err(io("read snapshot"))?;
-    Ok(u32::from_le_bytes(buf))
-}
-
-fn read_bytes(input: &mut impl Read) -> Result<Vec<u8>, EngineError> {
-    let mut bytes = vec![0; read_u32(input)? as usize];
-    input.read_exact(&mut bytes).map_err(io("read snapshot"))?;
-    Ok(bytes)
-}
-
-/// The items after the header, checked against the header's count.
-pub fn read_items<R: Read>(
-    mut input: R,
-    expected: u64,
-) -> impl Iterator<Item = Result<KeyValue, EngineError>> {
-    let mut remaining = expected;
-    let mut done = false;
-    std::iter::from_fn(move || {
-        if done {
-            return None;
-        }
-        if remaining == 0 {
-            done = true;
-            let mut probe = [0u8; 1];
-            return match input.read(&mut probe) {
-                Ok(0) => None,
-                Ok(_) => Some(Err(EngineError(
-                    "snapshot has more items than its header says".into(),
-                ))),
-                Err(e) => Some(Err(EngineError::new("read snapshot", e))),
-            };
-        }
-        remaining -= 1;
-        let item = (|| {
-            let key = read_bytes(&mut input)?;
-            let mut version = [0; 8];
-            input
-                .read_exact(&mut version)
-                .map_err(io("read snapshot"))?;
-            let value = read_bytes(&mut input)?;
-            Ok((
-                key,
-                Stored {
-                    version: u64::from_le_bytes(version),
-                    value,
-                },
-            ))
-        })();
-        if item.is_err() {
-            done = true;
-        }
-        Some(item)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
     use crate::engine::memory::MemEngine;
-    use crate::engine::{ChangeSet, Engine};
+    use crate::engine::{ChangeSet, Engine, Meta, Stored};
+    use crate::raft::snapshot_file::SnapshotReader;
 
     fn engine_with(n: u8) -> MemEngine {
         let engine = MemEngine::new();
@@ -257,68 +247,122 @@ mod tests {
         engine
     }
 
+    fn meta(id: &str) -> SnapshotMeta {
+        SnapshotMeta {
+            snapshot_id: id.into(),
+            ..SnapshotMeta::default()
+        }
+    }
+
+    fn write(snaps: &SnapshotDir, n: u8, id: &str) -> PathBuf {
+        snaps
+            .write(engine_with(n).read().expect("read").as_ref(), meta(id))
+            .expect("write")
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn writes_reads_and_keeps_only_the_newest() {
         let dir = tempfile::tempdir().expect("tempdir");
         let snaps = SnapshotDir::open(dir.path().join("snapshots")).expect("open");
-        let engine = engine_with(5);
-        let meta = |id: &str| SnapshotMeta {
-            snapshot_id: id.into(),
-            ..SnapshotMeta::default()
-        };
-        snaps
-            .write(engine.read().expect("read").as_ref(), meta("a"))
-            .expect("write a");
-        let path = snaps
-            .write(engine.read().expect("read").as_ref(), meta("b"))
-            .expect("write b");
-        let (header, current) = snaps.current().expect("current").expect("one snapshot");
+        write(&snaps, 5, "a");
+        let path = write(&snaps, 5, "b");
+        let (header, current) = snaps
+            .current()
+            .expect("current")
+            .found()
+            .expect("one snapshot");
         assert_eq!(current, path);
         assert_eq!(header.snapshot.snapshot_id, "b");
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("snapshots"))
-                .expect("ls")
-                .count(),
-            1
-        );
+        assert_eq!(files(&dir.path().join("snapshots")).len(), 1);
 
-        let mut input = BufReader::new(File::open(&path).expect("open"));
-        let header = read_header(&mut input).expect("header");
+        let (header, items) = SnapshotReader::open(&path).expect("open");
         let copy = MemEngine::new();
-        copy.replace_all(&mut read_items(input, header.items), &header.state)
+        copy.replace_all(&mut items.into_iter(), &header.state)
             .expect("install");
-        let items: Vec<_> = copy
-            .read()
-            .expect("read")
-            .iter_all()
-            .expect("iter")
-            .collect::<Result<_, _>>()
-            .expect("items");
-        let original: Vec<_> = engine
-            .read()
-            .expect("read")
-            .iter_all()
-            .expect("iter")
-            .collect::<Result<_, _>>()
-            .expect("items");
-        assert_eq!(items, original);
+        let all = |e: &MemEngine| -> Vec<_> {
+            e.read()
+                .expect("read")
+                .iter_all()
+                .expect("iter")
+                .collect::<Result<_, _>>()
+                .expect("items")
+        };
+        assert_eq!(all(&copy), all(&engine_with(5)));
+    }
+
+    #[test]
+    fn after_close_nothing_is_published() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let snaps = SnapshotDir::open(dir.path().join("snapshots")).expect("open");
+        write(&snaps, 5, "a");
+        snaps.close();
+        let refused = snaps.write(engine_with(6).read().expect("read").as_ref(), meta("b"));
+        let error = refused.expect_err("a closed directory keeps nothing");
+        assert!(error.to_string().contains("shutting down"), "{error}");
+        assert_eq!(files(&dir.path().join("snapshots")), vec!["a.snap"]);
     }
 
     #[test]
     fn a_truncated_file_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let snaps = SnapshotDir::open(dir.path().to_path_buf()).expect("open");
-        let path = snaps
-            .write(
-                engine_with(3).read().expect("read").as_ref(),
-                SnapshotMeta::default(),
-            )
-            .expect("write");
+        let path = write(&snaps, 3, "a");
         let bytes = std::fs::read(&path).expect("read");
-        let cut = &bytes[..bytes.len() - 2];
-        let mut input = cut;
-        let header = read_header(&mut input).expect("header");
-        let result: Result<Vec<_>, _> = read_items(input, header.items).collect();
-        assert!(result.is_err());
+        std::fs::write(&path, &bytes[..bytes.len() - 2]).expect("cut");
+        assert!(verify(&path).is_err());
+    }
+
+    #[test]
+    fn every_flipped_byte_is_detected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let snaps = SnapshotDir::open(dir.path().to_path_buf()).expect("open");
+        let path = write(&snaps, 4, "a");
+        let good = std::fs::read(&path).expect("read");
+        for at in 0..good.len() {
+            let mut bad = good.clone();
+            bad[at] ^= 0x20;
+            std::fs::write(&path, &bad).expect("damage");
+            let err = verify(&path).expect_err("flipped byte detected");
+            assert!(err.to_string().contains("damaged snapshot"), "{at}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_huge_length_is_refused_before_allocating() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let snaps = SnapshotDir::open(dir.path().to_path_buf()).expect("open");
+        let path = write(&snaps, 1, "a");
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(&path, &bytes).expect("damage");
+        let err = verify(&path).expect_err("refused");
+        assert!(err.to_string().contains("exceeds"), "{err}");
+    }
+
+    #[test]
+    fn a_damaged_current_snapshot_is_moved_aside_not_used() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let snaps = SnapshotDir::open(dir.path().to_path_buf()).expect("open");
+        let path = write(&snaps, 4, "a");
+        let mut bytes = std::fs::read(&path).expect("read");
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 1;
+        std::fs::write(&path, &bytes).expect("damage");
+        assert!(matches!(
+            snaps.current().expect("current"),
+            Current::MovedAside
+        ));
+        let names = files(dir.path());
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(names[0].starts_with("a.snap.damaged-"), "{names:?}");
     }
 }

@@ -11,8 +11,10 @@ use std::sync::Arc;
 use openraft::storage::RaftStateMachine;
 use openraft::{OptionalSend, RaftSnapshotBuilder, StorageIOError};
 
+use super::applied::Applied;
 use super::apply::apply_entries;
-use super::snapshot::{SnapshotDir, read_header, read_items};
+use super::snapshot::{Current, SnapshotDir};
+use super::snapshot_file::{SnapshotReader, verify};
 use super::types::{
     Entry, LogId, ProposalOutcome, Snapshot, SnapshotMeta, StorageIoError, StoredMembership,
     TypeConfig,
@@ -83,7 +85,7 @@ impl<E: Engine> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<E> {
             // Durable first: the snapshot lets openraft purge the log.
             engine.sync()?;
             let view = engine.read()?;
-            let state = view.meta()?;
+            let state = Applied::of(&view.meta()?)?;
             let meta = SnapshotMeta {
                 last_log_id: state.last_applied,
                 last_membership: state.membership,
@@ -107,8 +109,12 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
     type SnapshotBuilder = SnapshotBuilder<E>;
 
     async fn applied_state(&mut self) -> IoResult<(Option<LogId>, StoredMembership)> {
-        let meta = self.engine.read().and_then(|v| v.meta()).map_err(sm_err)?;
-        Ok((meta.last_applied, meta.membership))
+        let applied = self
+            .engine
+            .read()
+            .and_then(|v| Applied::of(&v.meta()?))
+            .map_err(sm_err)?;
+        Ok((applied.last_applied, applied.membership))
     }
 
     async fn apply<I>(&mut self, entries: I) -> IoResult<Vec<ProposalOutcome>>
@@ -170,8 +176,18 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
     }
 
     async fn get_current_snapshot(&mut self) -> IoResult<Option<Snapshot>> {
-        let Some((header, path)) = self.snapshots.current().map_err(snap_err)? else {
-            return Ok(None);
+        let snapshots = self.snapshots.clone();
+        let (header, path) = match blocking(move || snapshots.current())
+            .await
+            .map_err(snap_err)?
+        {
+            Current::Found(header, path) => (*header, path),
+            Current::Missing => return Ok(None),
+            // The state machine is intact: the snapshot is rebuilt from it.
+            Current::MovedAside => {
+                let mut builder = self.get_snapshot_builder().await;
+                return builder.build_snapshot().await.map(Some);
+            }
         };
         let file = tokio::fs::File::open(path).await.map_err(snap_err)?;
         Ok(Some(Snapshot {
@@ -191,26 +207,32 @@ async fn copy_to(mut source: tokio::fs::File, path: &std::path::Path) -> std::io
 }
 
 /// Replaces the engine's contents with a received snapshot file, then keeps
-/// the file as the current snapshot.
+/// the file as the current snapshot. The whole file is checked first: a
+/// damaged snapshot is refused and nothing is replaced.
 fn install(
     engine: &dyn Engine,
     snapshots: &SnapshotDir,
     path: &std::path::Path,
     meta: &SnapshotMeta,
 ) -> Result<(), EngineError> {
-    let mut input = std::io::BufReader::new(
-        std::fs::File::open(path).map_err(|e| EngineError::new("open received snapshot", e))?,
-    );
-    let header = read_header(&mut input)?;
-    if header.snapshot.last_log_id != meta.last_log_id
-        || header.state.last_applied != meta.last_log_id
+    let checked = verify(path).map_err(|e| {
+        EngineError(format!(
+            "received snapshot {} refused: {e}",
+            meta.snapshot_id
+        ))
+    })?;
+    if checked.snapshot.last_log_id != meta.last_log_id
+        || Applied::of(&checked.state)?.last_applied != meta.last_log_id
     {
         return Err(EngineError(format!(
             "received snapshot {} does not match its metadata",
             meta.snapshot_id
         )));
     }
-    engine.replace_all(&mut read_items(input, header.items), &header.state)?;
+    // Read again while installing: the checksum is checked again at the
+    // end, inside the one transaction, which a mismatch aborts.
+    let (header, mut items) = SnapshotReader::open(path)?;
+    engine.replace_all(&mut items, &header.state)?;
     snapshots.publish(path, &meta.snapshot_id)?;
     tracing::info!(snapshot = %meta.snapshot_id, items = header.items, "installed snapshot");
     Ok(())
@@ -268,6 +290,70 @@ mod tests {
 
     fn memory_engine(_: &Path) -> MemEngine {
         MemEngine::new()
+    }
+
+    fn items(engine: &MemEngine) -> Vec<crate::engine::KeyValue> {
+        engine
+            .read()
+            .expect("read")
+            .iter_all()
+            .expect("iter")
+            .collect::<Result<_, _>>()
+            .expect("items")
+    }
+
+    fn engine_with(keys: &[&str]) -> MemEngine {
+        use crate::engine::{ChangeSet, Stored};
+        let engine = MemEngine::new();
+        let writes = keys
+            .iter()
+            .map(|k| {
+                let stored = Stored {
+                    version: 1,
+                    value: k.as_bytes().to_vec(),
+                };
+                (k.as_bytes().to_vec(), Some(stored))
+            })
+            .collect();
+        engine
+            .commit(ChangeSet {
+                writes,
+                durable: true,
+                ..ChangeSet::default()
+            })
+            .expect("commit");
+        engine
+    }
+
+    #[test]
+    fn a_damaged_received_snapshot_is_refused_before_anything_is_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let snaps = SnapshotDir::open(dir.path().join("snaps")).expect("open");
+        let source = engine_with(&["a", "b", "c"]);
+        let meta = SnapshotMeta {
+            snapshot_id: "s".into(),
+            ..SnapshotMeta::default()
+        };
+        let written = snaps
+            .write(source.read().expect("read").as_ref(), meta.clone())
+            .expect("write");
+        let good = std::fs::read(&written).expect("read");
+        let target = engine_with(&["z"]);
+        let before = items(&target);
+
+        let mut bad = good.clone();
+        let middle = bad.len() / 2;
+        bad[middle] ^= 0x01;
+        let received = snaps.temp_path();
+        std::fs::write(&received, &bad).expect("receive");
+        let err = install(&target, &snaps, &received, &meta).expect_err("refused");
+        assert!(err.to_string().contains("refused"), "{err}");
+        assert_eq!(items(&target), before, "nothing was replaced");
+
+        let received = snaps.temp_path();
+        std::fs::write(&received, &good).expect("receive");
+        install(&target, &snaps, &received, &meta).expect("installed");
+        assert_eq!(items(&target), items(&source));
     }
 
     // openraft's own storage conformance suite, for every log store and
