@@ -70,6 +70,12 @@ else
   cargo test --release --workspace --no-fail-fast
 fi
 
+# Coverage-guided fuzzing (cargo-fuzz, libFuzzer), every target for a
+# bounded time from its committed corpus; the corpora themselves were
+# replayed by the tests above (crates/fuzz-targets/tests/corpus.rs).
+section "fuzzing (scripts/fuzz.sh, ${ANATOMY_FUZZ_SECONDS:-10}s per target)"
+bash scripts/fuzz.sh
+
 section "end-to-end tests (real clusters, real grpcurl)"
 for t in scripts/e2e/*.sh; do
   [[ $(basename "$t") == lib.sh ]] && continue

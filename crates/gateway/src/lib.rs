@@ -87,16 +87,9 @@ pub async fn run(args: GatewayArgs) -> Result<(), RunError> {
     serve(&args, &transport, listener, health, shutdown).await
 }
 
-/// Serves on `listener` until `shutdown` fires, reaching business over
-/// `transport`.
-pub async fn serve(
-    args: &GatewayArgs,
-    transport: &Transport,
-    listener: TcpListener,
-    health: Health,
-    shutdown: Shutdown,
-) -> Result<(), RunError> {
-    let addr = server::local_addr(&listener)?;
+/// The gateway's Ledger service over the business replicas the flags
+/// name, reached over `transport`, and the API keys it accepts.
+pub fn gateway(args: &GatewayArgs, transport: &Transport) -> Result<(Gateway, ApiKeys), RunError> {
     let keys = api_keys(args)?;
     let targets = balance::parse_targets(&args.business_addr)?;
     let breaker = BreakerConfig {
@@ -124,18 +117,37 @@ pub async fn serve(
         none_ready_wait: breaker.open_for / args.retries.max(1),
         tenant_limits: TenantLimits::new(args.tenant_rps, args.tenant_burst),
     };
-    let gateway = Gateway::new(LedgerClient::new(pool), state, policy);
-    let http = http_edge::protect(
+    Ok((Gateway::new(LedgerClient::new(pool), state, policy), keys))
+}
+
+/// The HTTP/JSON API over `gateway`, with its protection (shedding, RED
+/// metrics) as the flags set it. The fuzz targets drive this router.
+pub fn http_app(args: &GatewayArgs, gateway: Gateway, keys: ApiKeys) -> axum::Router {
+    http_edge::protect(
         http::router(
             http::HttpState {
-                gateway: gateway.clone(),
-                keys: keys.clone(),
+                gateway,
+                keys,
                 max_deadline: args.common.max_deadline,
             },
             args.http_body_timeout,
         ),
         args.common.max_concurrent_calls,
-    );
+    )
+}
+
+/// Serves on `listener` until `shutdown` fires, reaching business over
+/// `transport`.
+pub async fn serve(
+    args: &GatewayArgs,
+    transport: &Transport,
+    listener: TcpListener,
+    health: Health,
+    shutdown: Shutdown,
+) -> Result<(), RunError> {
+    let addr = server::local_addr(&listener)?;
+    let (gateway, keys) = gateway(args, transport)?;
+    let http = http_app(args, gateway.clone(), keys.clone());
     let public_cert = public::certificate(args)?;
     let http_listener = server::bind(&args.http_listen).await?;
     let http_addr = server::local_addr(&http_listener)?;

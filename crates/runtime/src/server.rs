@@ -22,6 +22,7 @@ use tower::layer::util::{Identity, Stack};
 
 use crate::layers::authorize::AuthorizeLayer;
 use crate::layers::deadline::DeadlineLayer;
+use crate::layers::decode_error::DecodeErrorLayer;
 use crate::layers::red::RedLayer;
 use crate::layers::shed::ShedLayer;
 use crate::layers::trace::TraceLayer;
@@ -65,11 +66,14 @@ pub fn incoming(listener: TcpListener) -> TcpIncoming {
 }
 
 /// The middleware every server runs, outside in: RED metrics, trace span,
-/// authorization, load shedding, deadline (see each layer's module for why
-/// it sits where it does).
+/// authorization, load shedding, deadline, decode errors (see each layer's
+/// module for why it sits where it does).
 pub type ServerLayers = Stack<
-    DeadlineLayer,
-    Stack<ShedLayer, Stack<AuthorizeLayer, Stack<TraceLayer, Stack<RedLayer, Identity>>>>,
+    DecodeErrorLayer,
+    Stack<
+        DeadlineLayer,
+        Stack<ShedLayer, Stack<AuthorizeLayer, Stack<TraceLayer, Stack<RedLayer, Identity>>>>,
+    >,
 >;
 
 /// How much a server takes on.
@@ -154,6 +158,7 @@ pub fn builder(limits: ServerLimits, authorize: AuthorizeLayer) -> Server<Server
             limits.default_deadline,
             limits.max_deadline,
         ))
+        .layer(DecodeErrorLayer)
 }
 
 /// Server reflection, v1 and v1alpha (grpcurl up to 1.8 speaks only

@@ -1,7 +1,9 @@
 //! The application layer: use cases over the domain, and the ports (plain
 //! traits) they need from the outside world.
 
-#[cfg(test)]
+// The in-memory store: for unit tests, and (feature `fake`) for the fuzz
+// targets' in-process edge.
+#[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod ledger;
 pub mod paging;

@@ -78,15 +78,31 @@ impl<W: Write> Write for SummingWriter<W> {
 }
 
 /// Writes a snapshot: `begin`, `item` for each item, then `finish`.
-pub struct SnapshotWriter {
-    out: SummingWriter<BufWriter<File>>,
+pub struct SnapshotWriter<W: Write = BufWriter<File>> {
+    out: SummingWriter<W>,
 }
 
 impl SnapshotWriter {
     /// Starts a snapshot file in `file` with `header`.
     pub fn begin(file: File, header: &Header) -> Result<Self, EngineError> {
+        Self::begin_on(BufWriter::new(file), header)
+    }
+
+    /// Writes the checksum and fsyncs the file.
+    pub fn finish(self) -> Result<(), EngineError> {
+        let file = self
+            .finish_on()?
+            .into_inner()
+            .map_err(|e| EngineError::new("flush snapshot", e.error()))?;
+        file.sync_all().map_err(io("fsync snapshot"))
+    }
+}
+
+impl<W: Write> SnapshotWriter<W> {
+    /// Starts a snapshot with `header` on any writer.
+    pub fn begin_on(out: W, header: &Header) -> Result<Self, EngineError> {
         let mut out = SummingWriter {
-            inner: BufWriter::new(file),
+            inner: out,
             crc: crc32fast::Hasher::new(),
         };
         let bytes = postcard::to_stdvec(header)
@@ -121,22 +137,19 @@ impl SnapshotWriter {
         out.write_all(&stored.value).map_err(io("write snapshot"))
     }
 
-    /// Writes the checksum and fsyncs the file.
-    pub fn finish(self) -> Result<(), EngineError> {
+    /// Writes the checksum; gives the writer back.
+    pub fn finish_on(self) -> Result<W, EngineError> {
         let SummingWriter { mut inner, crc } = self.out;
         inner
             .write_all(&crc.finalize().to_le_bytes())
             .map_err(io("write snapshot"))?;
-        let file = inner
-            .into_inner()
-            .map_err(|e| EngineError::new("flush snapshot", e.error()))?;
-        file.sync_all().map_err(io("fsync snapshot"))
+        Ok(inner)
     }
 }
 
 /// Reads a snapshot file front to back, checking as it goes.
-pub struct SnapshotReader {
-    input: Summing<BufReader<File>>,
+pub struct SnapshotReader<R: Read = BufReader<File>> {
+    input: Summing<R>,
     remaining: u64,
     done: bool,
 }
@@ -165,8 +178,15 @@ impl SnapshotReader {
     /// Opens `path` and reads its header.
     pub fn open(path: &Path) -> Result<(Header, Self), EngineError> {
         let file = File::open(path).map_err(io("open snapshot"))?;
+        Self::from_reader(BufReader::new(file))
+    }
+}
+
+impl<R: Read> SnapshotReader<R> {
+    /// Reads the header of the snapshot `input` holds.
+    pub fn from_reader(input: R) -> Result<(Header, Self), EngineError> {
         let mut input = Summing {
-            inner: BufReader::new(file),
+            inner: input,
             crc: crc32fast::Hasher::new(),
         };
         if &read_array::<8>(&mut input)? != MAGIC {
@@ -208,7 +228,7 @@ impl SnapshotReader {
     }
 }
 
-impl Iterator for SnapshotReader {
+impl<R: Read> Iterator for SnapshotReader<R> {
     type Item = Result<KeyValue, EngineError>;
 
     /// Every item, then an error instead of the end if the checksum fails.
