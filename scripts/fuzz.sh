@@ -5,7 +5,8 @@
 #
 #   scripts/fuzz.sh                     every target for 10 s (what test.sh runs)
 #   scripts/fuzz.sh --seconds 300 http_request
-#   scripts/fuzz.sh --keep              add what the run found to the committed corpus
+#   scripts/fuzz.sh --keep              merge what the run found into the committed corpus
+#                                       (only inputs that add coverage)
 #   scripts/fuzz.sh --seed              (re)write the hand-made seeds into the corpus
 #
 # A finding stops the run: the input is saved under fuzz/artifacts/<target>/
@@ -26,7 +27,7 @@ while (($#)); do
     --seed)
       ANATOMY_WRITE_SEEDS=1 cargo test --release -p fuzz-targets --test corpus
       exit 0 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | grep '^#'; exit 0 ;;
     -*) die "unknown option $1 (see --help)" ;;
     *) targets+=("$1"); shift ;;
   esac
@@ -50,11 +51,9 @@ cargo fuzz build "${FLAGS[@]}"
 for t in "${targets[@]}"; do
   work="fuzz/target/corpus/$t"
   mkdir -p "$work" "fuzz/corpus/$t"
-  # New inputs go into the first directory: the scratch one, unless --keep.
-  dirs=("$work" "fuzz/corpus/$t")
-  ((KEEP)) && dirs=("fuzz/corpus/$t")
   say "--- $t: ${SECONDS_EACH}s"
-  if ! cargo fuzz run "${FLAGS[@]}" "$t" "${dirs[@]}" -- \
+  # New inputs go into the first directory: the scratch one.
+  if ! cargo fuzz run "${FLAGS[@]}" "$t" "$work" "fuzz/corpus/$t" -- \
     -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
     -print_final_stats=1 2>"fuzz/target/$t.log"; then
     tail -n 40 "fuzz/target/$t.log" >&2
@@ -64,5 +63,12 @@ for t in "${targets[@]}"; do
   fi
   grep -E '^stat::(number_of_executed_units|peak_rss_mb|new_units_added)' "fuzz/target/$t.log" |
     sed 's/^stat::/    /' || true
+  if ((KEEP)); then
+    # Only the inputs that add coverage to the committed corpus.
+    before=$(find "fuzz/corpus/$t" -type f | wc -l)
+    cargo fuzz run "${FLAGS[@]}" "$t" "fuzz/corpus/$t" "$work" -- -merge=1 2>"fuzz/target/$t.merge.log" ||
+      { tail -n 20 "fuzz/target/$t.merge.log" >&2; die "merging into fuzz/corpus/$t failed"; }
+    say "    corpus: $before -> $(find "fuzz/corpus/$t" -type f | wc -l) files"
+  fi
 done
 say "fuzzing: ${#targets[@]} targets, ${SECONDS_EACH}s each, no finding"

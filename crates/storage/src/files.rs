@@ -81,6 +81,7 @@ async fn open_log(data_dir: &Path, raft: &RaftTuning) -> Result<(Log, Option<Log
         LogKind::Wal => {
             let limits = WalLimits {
                 cache_bytes: raft.wal_cache_bytes,
+                chunk_bytes: raft.wal_chunk_bytes,
             };
             let mut log = WalLogStore::open(&path, limits).map_err(|e| damaged(&e))?;
             let purged = check_log(&mut log).await.map_err(|e| damaged(&e))?;

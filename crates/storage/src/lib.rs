@@ -103,6 +103,7 @@ pub fn node_config(args: &StorageArgs, map: ShardMap, transport: Transport) -> N
         raft: RaftTuning {
             log: args.raft.raft_log,
             wal_cache_bytes: args.raft.wal_cache_bytes,
+            wal_chunk_bytes: args.raft.wal_chunk_bytes,
             heartbeat: args.raft.raft_heartbeat,
             election_min: args.raft.raft_election_min,
             election_max: args.raft.raft_election_max,

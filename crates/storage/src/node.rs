@@ -38,6 +38,7 @@ pub enum LogKind {
 pub struct RaftTuning {
     pub log: LogKind,
     pub wal_cache_bytes: usize,
+    pub wal_chunk_bytes: usize,
     pub heartbeat: Duration,
     pub election_min: Duration,
     pub election_max: Duration,

@@ -31,6 +31,7 @@ pub fn fast_tuning() -> RaftTuning {
     RaftTuning {
         log: storage::node::LogKind::Wal,
         wal_cache_bytes: 16 << 20,
+        wal_chunk_bytes: 1 << 20,
         heartbeat: Duration::from_millis(50),
         election_min: Duration::from_millis(200),
         election_max: Duration::from_millis(400),

@@ -279,6 +279,7 @@ mod tests {
             &dir.join("wal"),
             WalLimits {
                 cache_bytes: 1 << 20,
+                chunk_bytes: 1 << 20,
             },
         )
         .expect("open wal")
