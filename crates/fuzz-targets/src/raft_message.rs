@@ -1,20 +1,20 @@
 //! Raft messages as they cross the network: postcard inside a gRPC `bytes`
 //! field. The server decodes requests from any peer (and, before the
 //! authorization layer refuses it, from anyone who reaches the port); the
-//! client decodes replies. For any bytes: no panic, no unbounded
+//! client decodes replies (`storage::grpc::raft_reply::Reply`). For any
+//! bytes: no panic, no unbounded
 //! allocation, and whatever decodes re-encodes to bytes that decode to the
 //! same encoding (the format round-trips).
 
-use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::error::{Infallible, InstallSnapshotError};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use storage::grpc::raft_reply::Reply;
 use storage::raft::{NodeId, TypeConfig};
-
-type Reply<T, E = openraft::error::Infallible> = Result<T, RaftError<NodeId, E>>;
 
 /// The first byte picks the message type; the rest is its encoding.
 pub fn run(data: &[u8]) {
@@ -25,8 +25,8 @@ pub fn run(data: &[u8]) {
         0 => round_trip::<AppendEntriesRequest<TypeConfig>>(bytes),
         1 => round_trip::<VoteRequest<NodeId>>(bytes),
         2 => round_trip::<InstallSnapshotRequest<TypeConfig>>(bytes),
-        3 => round_trip::<Reply<AppendEntriesResponse<NodeId>>>(bytes),
-        4 => round_trip::<Reply<VoteResponse<NodeId>>>(bytes),
+        3 => round_trip::<Reply<AppendEntriesResponse<NodeId>, Infallible>>(bytes),
+        4 => round_trip::<Reply<VoteResponse<NodeId>, Infallible>>(bytes),
         _ => round_trip::<Reply<InstallSnapshotResponse<NodeId>, InstallSnapshotError>>(bytes),
     }
 }
@@ -73,9 +73,10 @@ pub fn seeds() -> Vec<Vec<u8>> {
         leader_commit: Some(log_id),
     };
     let vote = VoteRequest::<NodeId>::new(Vote::new(4, 2), Some(log_id));
-    let vote_reply: Reply<VoteResponse<NodeId>> =
-        Ok(VoteResponse::new(Vote::new(4, 2), None, true));
-    let append_reply: Reply<AppendEntriesResponse<NodeId>> = Ok(AppendEntriesResponse::Success);
+    let vote_reply: Reply<VoteResponse<NodeId>, Infallible> =
+        Reply::Ok(VoteResponse::new(Vote::new(4, 2), None, true));
+    let append_reply: Reply<AppendEntriesResponse<NodeId>, Infallible> =
+        Reply::Ok(AppendEntriesResponse::Success);
     let encode = |kind: u8, bytes: Result<Vec<u8>, postcard::Error>| {
         let mut out = vec![kind];
         out.extend(bytes.unwrap_or_default());

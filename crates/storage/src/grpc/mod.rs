@@ -10,4 +10,5 @@
 pub mod admin;
 pub mod kv;
 pub mod raft_network;
+pub mod raft_reply;
 pub mod raft_service;

@@ -3,7 +3,8 @@
 //! openraft's messages travel postcard-encoded in a `bytes` field, inside an
 //! envelope naming the shard and the target replica, so a node can refuse
 //! traffic meant for another Raft group. The receiving node sends back the
-//! whole `Result` openraft returned, so remote Raft errors arrive typed.
+//! `Result` openraft returned (`raft_reply::Reply`), so remote Raft errors
+//! arrive typed.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -26,6 +27,7 @@ use tonic::transport::Channel;
 
 use storage_api::shard_map::ShardSpec;
 
+use crate::grpc::raft_reply::{Reply, ReplyError};
 use crate::raft::types::{Node, NodeId, TypeConfig};
 use crate::rebuild::VoteGate;
 
@@ -178,10 +180,20 @@ impl Peer {
                 _ => RPCError::Network(NetworkError::new(&PeerError(message))),
             }
         })?;
-        let result: Result<Resp, RaftError<NodeId, E>> =
-            postcard::from_bytes(&reply.into_inner().payload)
-                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        let reply: Reply<Resp, E> = postcard::from_bytes(&reply.into_inner().payload)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        match reply {
+            Reply::Ok(value) => Ok(value),
+            Reply::Err(ReplyError::Api(e)) => Err(RPCError::RemoteError(RemoteError::new(
+                self.target,
+                RaftError::APIError(e),
+            ))),
+            // A replica that stopped is as good as unreachable: back off.
+            Reply::Err(ReplyError::Fatal(message)) => Err(unreachable(format!(
+                "{} stopped on a fatal error: {message}",
+                self.addr
+            ))),
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! The server side of node-to-node Raft traffic: checks the envelope names
 //! this shard and this replica, hands the message to openraft, and sends
-//! back openraft's whole `Result`.
+//! back openraft's `Result` (a fatal error as its message: see `raft_reply`).
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -8,6 +8,7 @@ use storage_api::v1::raft_server::Raft as RaftRpc;
 use storage_api::v1::{RaftReply, RaftRequest};
 use tonic::{Request, Response, Status};
 
+use crate::grpc::raft_reply::Reply;
 use crate::raft::types::{NodeId, Raft};
 use crate::rebuild::VoteGate;
 
@@ -60,7 +61,7 @@ impl RaftRpc for RaftService {
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
         let rpc = self.open(request)?;
-        reply(&self.raft.append_entries(rpc).await)
+        reply(&Reply::from(self.raft.append_entries(rpc).await))
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
@@ -69,7 +70,7 @@ impl RaftRpc for RaftService {
         if !self.gate.allows(term) {
             return Err(Status::unavailable(self.gate.refusal(term)));
         }
-        reply(&self.raft.vote(rpc).await)
+        reply(&Reply::from(self.raft.vote(rpc).await))
     }
 
     async fn install_snapshot(
@@ -77,6 +78,6 @@ impl RaftRpc for RaftService {
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
         let rpc = self.open(request)?;
-        reply(&self.raft.install_snapshot(rpc).await)
+        reply(&Reply::from(self.raft.install_snapshot(rpc).await))
     }
 }
