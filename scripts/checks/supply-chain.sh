@@ -33,6 +33,11 @@ else
   OFFLINE=(--offline)
 fi
 
+# Offline, cargo deny reads the crate graph with `cargo metadata --offline`,
+# which needs every package of the lockfile on disk — for every platform,
+# also those a build here never downloads (android_system_properties ...).
+# crates.io is reachable: fetch them all first.
+cargo fetch --quiet --locked
 cargo deny "${OFFLINE[@]}" --color never check
 
 # The check of the check: a known-vulnerable version must fail it.
