@@ -31,7 +31,14 @@ OFFSET=3500
 LOG="$ROOT/.e2e-steady.log"
 OUT="$ANATOMY_DIR/out"
 GW_PORT=$((50051 + OFFSET)) BIZ_PORT=$((50061 + OFFSET)) STORAGE_PORT=$((50071 + OFFSET))
-cleanup() { "$ROOT/scripts/down.sh" --wipe >/dev/null || true; }
+# On a failure the processes' logs are kept in .e2e-steady-logs/ (the
+# gateway logs when a breaker opens, and why).
+cleanup() {
+  if ((FAILURES)) && [[ -d $ANATOMY_DIR/logs ]]; then
+    rm -rf "$ROOT/.e2e-steady-logs" && cp -r "$ANATOMY_DIR/logs" "$ROOT/.e2e-steady-logs"
+  fi
+  "$ROOT/scripts/down.sh" --wipe >/dev/null || true
+}
 trap cleanup EXIT
 cleanup
 "$ROOT/scripts/up.sh" --no-build --port-offset "$OFFSET" --shards 3 --replicas 3 \

@@ -197,13 +197,34 @@ where
 /// An endpoint's error that can tell whether the call was never sent.
 pub trait NeverSent {
     /// The call never left this process (it was queued for a connection
-    /// that closed before taking it), so it says nothing of the endpoint.
+    /// that closed before taking it), or the server refused it unprocessed,
+    /// so it says nothing of the endpoint.
     fn never_sent(&self) -> bool;
+
+    /// The error and its sources, for the log.
+    fn describe(&self) -> String {
+        String::new()
+    }
+}
+
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut next = error.source();
+    while let Some(e) = next {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        next = e.source();
+    }
+    out
 }
 
 impl NeverSent for tonic::transport::Error {
     fn never_sent(&self) -> bool {
         canceled_before_sent(self)
+    }
+
+    fn describe(&self) -> String {
+        chain(self)
     }
 }
 
@@ -211,21 +232,48 @@ impl NeverSent for tower::BoxError {
     fn never_sent(&self) -> bool {
         canceled_before_sent(self.as_ref())
     }
+
+    fn describe(&self) -> String {
+        chain(self.as_ref())
+    }
 }
 
-/// hyper's "operation was canceled": a request dropped before it was
-/// processed, found anywhere in the error's source chain.
+/// A request the server certainly did not process, found anywhere in the
+/// error's source chain: hyper's "operation was canceled" (dropped before
+/// it was sent), or an HTTP/2 stream the server refused — REFUSED_STREAM,
+/// or above the last stream id of a graceful GOAWAY (NO_ERROR), which is
+/// how a connection being aged turns away the calls that raced its
+/// GOAWAY (RFC 9113 §8.7: such requests were not processed).
 fn canceled_before_sent(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(error);
     while let Some(e) = next {
         if e.downcast_ref::<hyper::Error>()
             .is_some_and(hyper::Error::is_canceled)
+            || e.downcast_ref::<h2::Error>()
+                .is_some_and(refused_unprocessed)
         {
             return true;
         }
         next = e.source();
     }
     false
+}
+
+fn refused_unprocessed(e: &h2::Error) -> bool {
+    match e.reason() {
+        Some(h2::Reason::REFUSED_STREAM) => true,
+        Some(h2::Reason::NO_ERROR) => e.is_go_away() && e.is_remote(),
+        _ => false,
+    }
+}
+
+/// An error and its sources, for the log.
+struct ErrorChain<'a, E>(&'a E);
+
+impl<E: NeverSent> std::fmt::Display for ErrorChain<'_, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.describe())
+    }
 }
 
 pin_project! {
@@ -269,9 +317,16 @@ where
                     failures: failures + 1,
                 }
             }
-            (false, _) => BreakerState::Open {
-                until: Instant::now() + this.config.open_for,
-            },
+            (false, _) => {
+                if let Err(e) = &result {
+                    tracing::warn!(error = %ErrorChain(e), open_for = ?this.config.open_for,
+                        "breaker opens: the endpoint failed {} call(s) in a row",
+                        this.config.failure_threshold);
+                }
+                BreakerState::Open {
+                    until: Instant::now() + this.config.open_for,
+                }
+            }
         };
         Poll::Ready(result)
     }
@@ -360,6 +415,22 @@ mod tests {
         assert!(canceled.never_sent());
         let refused: tower::BoxError = "connection refused".into();
         assert!(!refused.never_sent());
+    }
+
+    #[test]
+    fn a_stream_the_server_refused_was_never_processed() {
+        let refused: tower::BoxError = Box::new(h2::Error::from(h2::Reason::REFUSED_STREAM));
+        assert!(refused.never_sent());
+        for reason in [
+            h2::Reason::INTERNAL_ERROR,
+            h2::Reason::CANCEL,
+            h2::Reason::NO_ERROR,
+        ] {
+            // Reset by this side, or for a reason that does not say the
+            // server left it alone: it may have been processed.
+            let reset: tower::BoxError = Box::new(h2::Error::from(reason));
+            assert!(!reset.never_sent(), "{reason:?}");
+        }
     }
 
     #[tokio::test(start_paused = true)]
