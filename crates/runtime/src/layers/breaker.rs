@@ -267,15 +267,6 @@ fn refused_unprocessed(e: &h2::Error) -> bool {
     }
 }
 
-/// An error and its sources, for the log.
-struct ErrorChain<'a, E>(&'a E);
-
-impl<E: NeverSent> std::fmt::Display for ErrorChain<'_, E> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0.describe())
-    }
-}
-
 pin_project! {
     /// Records the outcome of a call in its breaker.
     pub struct ResponseFuture<F> {
@@ -319,7 +310,7 @@ where
             }
             (false, _) => {
                 if let Err(e) = &result {
-                    tracing::warn!(error = %ErrorChain(e), open_for = ?this.config.open_for,
+                    tracing::warn!(error = e.describe(), open_for = ?this.config.open_for,
                         "breaker opens: the endpoint failed {} call(s) in a row",
                         this.config.failure_threshold);
                 }
