@@ -71,6 +71,13 @@ pub struct BusinessArgs {
     #[arg(long, env = "ANATOMY_MAX_ATTEMPTS", default_value_t = 16)]
     pub max_attempts: u32,
 
+    /// Read an account before changing it without storage's read-index
+    /// round: the change's conditional write catches a stale read, which
+    /// then costs a retry (docs/architecture.md). `false` makes those reads
+    /// linearizable too, to measure what the round costs.
+    #[arg(long, env = "ANATOMY_OPTIMISTIC_READS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub optimistic_reads: bool,
+
     /// Longest a single storage attempt may take before trying another replica.
     #[arg(long, env = "ANATOMY_STORAGE_ATTEMPT_TIMEOUT", value_parser = parse_duration, default_value = "1s")]
     pub storage_attempt_timeout: Duration,

@@ -100,7 +100,8 @@ pub async fn serve(
     let addr = server::local_addr(&listener)?;
     let ledger = Arc::new(
         Ledger::new(
-            StorageStore::new(storage_client(args, transport)?),
+            StorageStore::new(storage_client(args, transport)?)
+                .with_optimistic_reads(args.optimistic_reads),
             SystemClock,
             args.max_attempts,
         )

@@ -214,11 +214,24 @@ impl StorageClient {
         keys: Vec<pb::ItemKey>,
         timeout: Duration,
     ) -> Result<Vec<pb::Item>, StorageError> {
+        self.read_with(partition, keys, pb::ReadConsistency::Linearizable, timeout)
+            .await
+    }
+
+    /// Reads items of one partition with the consistency asked for.
+    pub async fn read_with(
+        &self,
+        partition: &str,
+        keys: Vec<pb::ItemKey>,
+        consistency: pb::ReadConsistency,
+        timeout: Duration,
+    ) -> Result<Vec<pb::Item>, StorageError> {
         let shard = self.route_for(partition);
         let request = pb::ReadRequest {
             route: self.pb_route(shard.spec.id),
             partition: partition.to_string(),
             keys,
+            consistency: consistency.into(),
         };
         self.call(shard, timeout, |mut c, t| {
             let req = with_timeout(request.clone(), t);

@@ -14,6 +14,7 @@ use storage_api::shard_map::{ReplicaSpec, ShardMap, ShardSpec};
 use crate::damage::{Damage, OnDamage, move_aside};
 use crate::engine::redb::RedbEngine;
 use crate::engine::{Engine, Meta};
+use crate::error::KvError;
 use crate::fence::Fence;
 use crate::files::{Files, Log, OpenError};
 use crate::grpc::raft_network::Network;
@@ -276,6 +277,26 @@ impl StorageNode {
     pub fn has_leader(&self) -> bool {
         let m = self.raft.metrics().borrow().clone();
         m.current_leader.is_some() && m.state != ServerState::Shutdown
+    }
+
+    /// Refuses with NOT_LEADER unless this replica believes it leads its
+    /// group. No round to a quorum: it may have been deposed without
+    /// knowing it yet, so what it serves on this check alone may be stale.
+    pub fn believes_leader(&self) -> Result<(), KvError> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        if m.state == ServerState::Leader {
+            return Ok(());
+        }
+        let shard = self.shard();
+        Err(KvError::NotLeader {
+            shard_id: shard.id,
+            leader_id: m.current_leader,
+            leader_addr: m
+                .current_leader
+                .and_then(|id| shard.replica(id))
+                .map(|r| r.addr.clone()),
+        })
     }
 
     /// A consistent read view of the state machine.

@@ -139,6 +139,53 @@ async fn failed_conditions_change_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_reads_skip_the_round_but_only_the_leader_serves_them() {
+    let mut cluster = Cluster::start(1, 3, fast_tuning()).await;
+    let leader = cluster.leader(0).await;
+    let client = cluster.client();
+    write_keys(&client, 0..3).await;
+    // Acknowledged means applied on the leader: a local read there sees it.
+    let items = client
+        .read_with(
+            "acme/p",
+            vec![item("t", "k2")],
+            pb::ReadConsistency::Local,
+            TIMEOUT,
+        )
+        .await
+        .expect("local read");
+    assert_eq!(&items[0].value[..], b"v2");
+
+    let follower = (0..3).find(|&i| i != leader).expect("a follower");
+    let replica = &cluster.map.shards[0].replicas[follower];
+    let channel = cluster
+        .transport(Identity::Business)
+        .lazy_channel(
+            endpoint(&replica.addr).expect("address"),
+            Identity::storage(0, replica.id),
+        )
+        .expect("channel");
+    let status = KvClient::new(channel)
+        .read(pb::ReadRequest {
+            route: Some(pb::Route {
+                shard_id: 0,
+                map_version: cluster.map.version,
+            }),
+            partition: "acme/p".into(),
+            keys: vec![item("t", "k2")],
+            consistency: pb::ReadConsistency::Local.into(),
+        })
+        .await
+        .expect_err("a follower does not serve reads");
+    let leader_id = cluster.map.shards[0].replicas[leader].id;
+    assert!(
+        matches!(fault(&status), Fault::NotLeader { leader_id: Some(id), .. } if id == leader_id),
+        "{status:?}"
+    );
+    cluster.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn misrouted_requests_get_wrong_shard_and_change_nothing() {
     let mut cluster = Cluster::start(2, 1, fast_tuning()).await;
     cluster.leader(0).await;

@@ -21,12 +21,25 @@ use crate::domain::{AccountId, AccountKey, Entry, RequestId, TenantId, TransferI
 #[derive(Debug, Clone)]
 pub struct StorageStore {
     client: StorageClient,
+    optimistic: pb::ReadConsistency,
 }
 
 impl StorageStore {
     /// Records stored through `client`.
     pub fn new(client: StorageClient) -> Self {
-        Self { client }
+        Self {
+            client,
+            optimistic: pb::ReadConsistency::Local,
+        }
+    }
+
+    /// With `false`, optimistic reads are linearizable too (to measure
+    /// what the read-index round they skip costs).
+    pub fn with_optimistic_reads(mut self, enabled: bool) -> Self {
+        if !enabled {
+            self.optimistic = pb::ReadConsistency::Linearizable;
+        }
+        self
     }
 
     fn shard_of(&self, partition: &str) -> u32 {
@@ -109,10 +122,11 @@ fn other(partition: String, main: &str) -> String {
     }
 }
 
-impl Store for StorageStore {
-    async fn read(
+impl StorageStore {
+    async fn read_with(
         &self,
         keys: Vec<RecordKey>,
+        consistency: pb::ReadConsistency,
         budget: TimeBudget,
     ) -> Result<Vec<Option<Versioned<Record>>>, StoreError> {
         let Some(first) = keys.first() else {
@@ -137,7 +151,7 @@ impl Store for StorageStore {
             .collect();
         let answers = self
             .client
-            .read(&main, items, budget.remaining())
+            .read_with(&main, items, consistency, budget.remaining())
             .await
             .map_err(unavailable)?;
         if answers.len() != keys.len() {
@@ -159,6 +173,25 @@ impl Store for StorageStore {
                 }))
             })
             .collect()
+    }
+}
+
+impl Store for StorageStore {
+    async fn read(
+        &self,
+        keys: Vec<RecordKey>,
+        budget: TimeBudget,
+    ) -> Result<Vec<Option<Versioned<Record>>>, StoreError> {
+        self.read_with(keys, pb::ReadConsistency::Linearizable, budget)
+            .await
+    }
+
+    async fn read_optimistic(
+        &self,
+        keys: Vec<RecordKey>,
+        budget: TimeBudget,
+    ) -> Result<Vec<Option<Versioned<Record>>>, StoreError> {
+        self.read_with(keys, self.optimistic, budget).await
     }
 
     async fn commit(&self, change: Change, budget: TimeBudget) -> Result<Commit, StoreError> {

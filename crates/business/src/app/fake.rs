@@ -29,7 +29,7 @@ pub fn shard_of(key: &AccountKey) -> u32 {
 
 #[derive(Default)]
 pub struct FakeStore {
-    records: Mutex<HashMap<RecordKey, (Record, u64)>>,
+    records: Mutex<Records>,
     revision: AtomicU64,
     /// Commits to refuse as conflicts before accepting.
     pub conflicts: AtomicU32,
@@ -41,7 +41,14 @@ pub struct FakeStore {
     pub commits: AtomicU32,
     /// Shards without a majority.
     dead: Mutex<HashSet<u32>>,
+    /// While set, optimistic reads answer from this copy of the records,
+    /// as a replica that lags behind would.
+    lagging: Mutex<Option<Records>>,
+    pub optimistic_reads: AtomicU32,
+    pub linearizable_reads: AtomicU32,
 }
+
+type Records = HashMap<RecordKey, (Record, u64)>;
 
 impl FakeStore {
     pub fn new() -> Self {
@@ -75,6 +82,38 @@ impl FakeStore {
         Err(StoreError::Unavailable(format!(
             "shard {shard} has no majority"
         )))
+    }
+
+    /// From now on, optimistic reads see the records as they are now.
+    pub fn lag_optimistic_reads(&self) {
+        let now = self.records.lock().expect("lock").clone();
+        *self.lagging.lock().expect("lock") = Some(now);
+    }
+
+    /// Reads `keys` of one partition from `records`.
+    async fn read_from(
+        &self,
+        records: &Mutex<Records>,
+        keys: Vec<RecordKey>,
+        budget: TimeBudget,
+    ) -> Result<Vec<Option<Versioned<Record>>>, StoreError> {
+        let owners: Vec<AccountKey> = keys.iter().map(RecordKey::owner).collect();
+        if owners.windows(2).any(|w| w[0] != w[1]) {
+            return Err(StoreError::NotColocated("read across partitions".into()));
+        }
+        if let Some(owner) = owners.first() {
+            self.reach(shard_of(owner), budget).await?;
+        }
+        let records = records.lock().expect("lock");
+        Ok(keys
+            .iter()
+            .map(|k| {
+                records.get(k).map(|(r, v)| Versioned {
+                    value: r.clone(),
+                    version: *v,
+                })
+            })
+            .collect())
     }
 
     /// Sets a record directly, as data written by an older version would be.
@@ -119,23 +158,21 @@ impl Store for FakeStore {
         keys: Vec<RecordKey>,
         budget: TimeBudget,
     ) -> Result<Vec<Option<Versioned<Record>>>, StoreError> {
-        let owners: Vec<AccountKey> = keys.iter().map(RecordKey::owner).collect();
-        if owners.windows(2).any(|w| w[0] != w[1]) {
-            return Err(StoreError::NotColocated("read across partitions".into()));
+        self.linearizable_reads.fetch_add(1, Ordering::SeqCst);
+        self.read_from(&self.records, keys, budget).await
+    }
+
+    async fn read_optimistic(
+        &self,
+        keys: Vec<RecordKey>,
+        budget: TimeBudget,
+    ) -> Result<Vec<Option<Versioned<Record>>>, StoreError> {
+        self.optimistic_reads.fetch_add(1, Ordering::SeqCst);
+        let lagging = self.lagging.lock().expect("lock").clone();
+        match lagging {
+            Some(copy) => self.read_from(&Mutex::new(copy), keys, budget).await,
+            None => self.read_from(&self.records, keys, budget).await,
         }
-        if let Some(owner) = owners.first() {
-            self.reach(shard_of(owner), budget).await?;
-        }
-        let records = self.records.lock().expect("lock");
-        Ok(keys
-            .iter()
-            .map(|k| {
-                records.get(k).map(|(r, v)| Versioned {
-                    value: r.clone(),
-                    version: *v,
-                })
-            })
-            .collect())
     }
 
     async fn commit(&self, change: Change, budget: TimeBudget) -> Result<Commit, StoreError> {

@@ -12,7 +12,9 @@
 use std::time::SystemTime;
 
 use super::paging;
-use super::ports::{AccountPage, Change, Clock, Commit, Record, RecordKey, Store, TimeBudget};
+use super::ports::{
+    AccountPage, Change, Clock, Commit, Record, RecordKey, Store, TimeBudget, Versioned,
+};
 use super::typed_reads::{self, split};
 use crate::domain::receipt::fingerprint;
 use crate::domain::{
@@ -280,34 +282,41 @@ impl<S: Store, C: Clock> Ledger<S, C> {
     ) -> Result<Account, DomainError> {
         let account_key = RecordKey::Account(key.clone());
         let receipt_key = RecordKey::Receipt(key.clone(), request_id.clone());
-        for _ in 0..self.max_attempts {
-            let [account, receipt] = split(
-                self.store
-                    .read(vec![account_key.clone(), receipt_key.clone()], budget)
-                    .await?,
-            )?;
+        // The first read is optimistic: storage answers it without a
+        // read-index round, and the commit's version conditions catch a
+        // stale answer. A refusal decided on it is decided again on a
+        // linearizable read; a receipt it shows is final (receipts never
+        // change once written).
+        let mut fresh = false;
+        let mut conflicts = 0;
+        while conflicts < self.max_attempts {
+            let keys = vec![account_key.clone(), receipt_key.clone()];
+            let records = if fresh {
+                self.store.read(keys, budget).await?
+            } else {
+                self.store.read_optimistic(keys, budget).await?
+            };
+            let [account, receipt] = split(records)?;
             if let Some(receipt) = typed_reads::receipt(receipt)? {
                 return replay(receipt.value, &fingerprint);
             }
             let current = typed_reads::account(account)?;
-            // Checked on every attempt: a transfer starting meanwhile
-            // changes the account's version, so this attempt's commit fails.
-            if guard == Guard::NoTransfersInFlight
-                && current.is_some()
-                && self.store.has_pending(key, budget).await?
-            {
-                return Err(DomainError::TransfersInFlight {
-                    account_id: key.account.to_string(),
-                });
-            }
-            let (account, entry) = change(current.as_ref().map(|v| &v.value), self.clock.now())?;
+            let expected = current.as_ref().map_or(0, |v| v.version);
+            let (account, entry) = match self.decide(key, current, guard, &change, budget).await {
+                Ok(decided) => decided,
+                Err(_) if !fresh => {
+                    fresh = true;
+                    continue;
+                }
+                Err(refused) => return Err(refused),
+            };
             let receipt = Receipt {
                 request_id: request_id.clone(),
                 fingerprint: fingerprint.clone(),
                 outcome: Outcome::Account(account.clone()),
             };
             let mut commit = Change::default()
-                .if_version(account_key.clone(), current.map_or(0, |v| v.version))
+                .if_version(account_key.clone(), expected)
                 .if_version(receipt_key.clone(), 0)
                 .put(account_key.clone(), Record::Account(account.clone()))
                 .put(receipt_key.clone(), Record::Receipt(receipt));
@@ -319,12 +328,37 @@ impl<S: Store, C: Clock> Ledger<S, C> {
             }
             match self.store.commit(commit, budget).await? {
                 Commit::Done => return Ok(account),
-                Commit::Conflict => continue,
+                Commit::Conflict => {
+                    fresh = true;
+                    conflicts += 1;
+                }
             }
         }
         Err(DomainError::Contention {
             account_id: key.account.to_string(),
             attempts: self.max_attempts,
         })
+    }
+
+    /// The guard, then the rule, on the account as read.
+    async fn decide(
+        &self,
+        key: &AccountKey,
+        current: Option<Versioned<Account>>,
+        guard: Guard,
+        change: &impl Fn(Option<&Account>, SystemTime) -> Result<Change1, DomainError>,
+        budget: TimeBudget,
+    ) -> Result<Change1, DomainError> {
+        // Checked on every attempt: a transfer starting meanwhile changes
+        // the account's version, so this attempt's commit fails.
+        if guard == Guard::NoTransfersInFlight
+            && current.is_some()
+            && self.store.has_pending(key, budget).await?
+        {
+            return Err(DomainError::TransfersInFlight {
+                account_id: key.account.to_string(),
+            });
+        }
+        change(current.as_ref().map(|v| &v.value), self.clock.now())
     }
 }

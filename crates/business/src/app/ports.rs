@@ -157,6 +157,18 @@ pub trait Store: Send + Sync + 'static {
         budget: TimeBudget,
     ) -> impl Future<Output = Result<Vec<Option<Versioned<Record>>>, StoreError>> + Send;
 
+    /// Like [`Store::read`], but may answer without confirming it is up to
+    /// date, which saves a round through storage: for a read whose versions
+    /// the following [`Store::commit`] checks. A stale answer then makes
+    /// the commit a [`Commit::Conflict`]; nothing else may be decided on it.
+    fn read_optimistic(
+        &self,
+        keys: Vec<RecordKey>,
+        budget: TimeBudget,
+    ) -> impl Future<Output = Result<Vec<Option<Versioned<Record>>>, StoreError>> + Send {
+        self.read(keys, budget)
+    }
+
     /// Commits a change atomically, if its expectations still hold.
     fn commit(
         &self,

@@ -81,7 +81,12 @@ impl KvService {
         for k in &req.keys {
             check_name("table", &k.table)?;
         }
-        self.node.reads.wait().await?;
+        // A local read skips the read-index round; its caller checks what
+        // it read with a conditional write (see ReadConsistency).
+        match req.consistency() {
+            pb::ReadConsistency::Local => self.node.believes_leader()?,
+            pb::ReadConsistency::Linearizable => self.node.reads.wait().await?,
+        }
         let view = self.node.engine_view()?;
         let items = req
             .keys

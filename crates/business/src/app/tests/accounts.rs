@@ -263,3 +263,57 @@ async fn entries_list_newest_first_and_replay_to_the_balance() {
         .expect_err("no account");
     assert!(matches!(err, DomainError::AccountNotFound { .. }));
 }
+
+#[tokio::test]
+async fn a_deposit_reads_once_without_a_linearizable_read() {
+    let l = ledger();
+    open(&l, "alice", 0).await;
+    let before = l.store().linearizable_reads.load(Ordering::SeqCst);
+    l.deposit(money("alice", "d1", 10), soon())
+        .await
+        .expect("deposit");
+    assert_eq!(
+        l.store().linearizable_reads.load(Ordering::SeqCst),
+        before,
+        "the optimistic read sufficed"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_optimistic_read_costs_a_retry_never_a_wrong_answer() {
+    let l = ledger();
+    // The lagging copy has no alice at all, then an old balance of hers.
+    l.store().lag_optimistic_reads();
+    open(&l, "alice", 0).await;
+    let a = l
+        .deposit(money("alice", "d1", 100), soon())
+        .await
+        .expect("deposit to an account the stale read does not show");
+    assert_eq!(a.balance, 100);
+    l.store().lag_optimistic_reads();
+    l.deposit(money("alice", "d2", 50), soon())
+        .await
+        .expect("deposit");
+    let w = l
+        .withdraw(money("alice", "w1", 120), soon())
+        .await
+        .expect("a withdrawal the stale balance (100) could not cover");
+    assert_eq!(w.balance, 30);
+    let err = l
+        .withdraw(money("alice", "w2", 31), soon())
+        .await
+        .expect_err("more than the balance");
+    assert!(
+        matches!(err, DomainError::InsufficientFunds { balance: 30, .. }),
+        "{err}"
+    );
+    let replay = l
+        .deposit(money("alice", "d1", 100), soon())
+        .await
+        .expect("replay");
+    assert_eq!(
+        replay, a,
+        "a replay seen on a stale read is still the first result"
+    );
+    assert_eq!(balance(&l, "alice").await, 30);
+}
