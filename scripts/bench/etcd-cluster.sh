@@ -15,10 +15,11 @@ peer_port() { echo $(($1 == 1 ? 2380 : $1 * 10000 + 2380)); }
 ENDPOINTS="127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379"
 
 install() {
-  command -v etcd >/dev/null && return
-  say "installing etcd-server (Debian package)"
-  if ! apt-get install -y -qq etcd-server >/dev/null 2>&1; then
-    apt-get update -qq && apt-get install -y -qq etcd-server >/dev/null
+  command -v etcd >/dev/null && command -v etcdctl >/dev/null && return
+  # etcdctl (the health check below) is in its own package.
+  say "installing etcd-server and etcd-client (Debian packages)"
+  if ! apt-get install -y -qq etcd-server etcd-client >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq etcd-server etcd-client >/dev/null
   fi
 }
 

@@ -93,7 +93,7 @@ if ((LARGE)); then
 fi
 "$ETCD" stop
 
-say "==> Anatomy / etcd"
+say "==> Anatomy / etcd (medians of $RUNS runs, min-max)"
 python3 - "$OUT" <<'PY'
 import json, sys
 import statistics
@@ -102,18 +102,21 @@ for line in open(sys.argv[1]):
     r = json.loads(line)
     key = (r["label"].split("-")[0], r["label"].split("-")[1] if "-" in r["label"] else "", r["op"], r["mode"])
     groups.setdefault(key, []).append(r)
-def median(rs):
-    return {f: statistics.median(r[f] for r in rs) for f in ("throughput", "p99_ms")} | {"n": len(rs)}
-by = {k: median(v) for k, v in groups.items()}
-print("| keys | op | mode | Anatomy ops/s | etcd ops/s | ratio | Anatomy p99 ms | etcd p99 ms | runs |")
-print("|---|---|---|---:|---:|---:|---:|---:|---:|")
-for (sys_, size, op, mode), a in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][2], int(kv[0][3].split("=")[1]))):
+def cell(rs, field, fmt):
+    xs = [r[field] for r in rs]
+    return f"{statistics.median(xs):{fmt}} ({min(xs):{fmt}}–{max(xs):{fmt}})"
+def med(rs, field):
+    return statistics.median(r[field] for r in rs)
+print("| keys | op | mode | Anatomy ops/s | etcd ops/s | ratio | Anatomy p50 ms | etcd p50 ms | Anatomy p99 ms | etcd p99 ms | runs |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+for (sys_, size, op, mode), a in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][2], int(kv[0][3].split("=")[1]))):
     if sys_ != "anatomy":
         continue
-    e = by.get(("etcd", size, op, mode))
+    e = groups.get(("etcd", size, op, mode))
     if not e:
         continue
-    print(f"| {size or 'small'} | {op} | {mode} | {a['throughput']:.0f} | {e['throughput']:.0f} | "
-          f"{a['throughput']/max(e['throughput'],1e-9):.2f}x | {a['p99_ms']:.2f} | {e['p99_ms']:.2f} | {a['n']} |")
+    print(f"| {size or 'small'} | {op} | {mode} | {cell(a, 'throughput', '.0f')} | {cell(e, 'throughput', '.0f')} | "
+          f"{med(a, 'throughput') / max(med(e, 'throughput'), 1e-9):.2f}x | {cell(a, 'p50_ms', '.2f')} | {cell(e, 'p50_ms', '.2f')} | "
+          f"{cell(a, 'p99_ms', '.2f')} | {cell(e, 'p99_ms', '.2f')} | {min(len(a), len(e))} |")
 PY
 say "results: $OUT"
