@@ -65,6 +65,20 @@ async fn write_keys(client: &storage_client::StorageClient, range: std::ops::Ran
     }
 }
 
+/// A raw Kv client of one replica of shard 0 (as business: mutual TLS),
+/// for requests the storage client would never send.
+fn raw_kv(cluster: &Cluster, position: usize) -> KvClient<tonic::transport::Channel> {
+    let replica = &cluster.map.shards[0].replicas[position];
+    let channel = cluster
+        .transport(Identity::Business)
+        .lazy_channel(
+            endpoint(&replica.addr).expect("address"),
+            Identity::storage(0, replica.id),
+        )
+        .expect("channel");
+    KvClient::new(channel)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writes_replicate_and_reads_are_linearizable() {
     let mut cluster = Cluster::start(1, 3, fast_tuning()).await;
@@ -157,15 +171,7 @@ async fn local_reads_skip_the_round_but_only_the_leader_serves_them() {
     assert_eq!(&items[0].value[..], b"v2");
 
     let follower = (0..3).find(|&i| i != leader).expect("a follower");
-    let replica = &cluster.map.shards[0].replicas[follower];
-    let channel = cluster
-        .transport(Identity::Business)
-        .lazy_channel(
-            endpoint(&replica.addr).expect("address"),
-            Identity::storage(0, replica.id),
-        )
-        .expect("channel");
-    let status = KvClient::new(channel)
+    let status = raw_kv(&cluster, follower)
         .read(pb::ReadRequest {
             route: Some(pb::Route {
                 shard_id: 0,
@@ -195,16 +201,7 @@ async fn misrouted_requests_get_wrong_shard_and_change_nothing() {
         .map(|i| format!("acme/{i}"))
         .find(|p| map.shard_for(p).id == 1)
         .expect("a partition of shard 1");
-    // A raw Kv client of replica 1 of shard 0 (as business: mutual TLS).
-    let replica = &map.shards[0].replicas[0];
-    let channel = cluster
-        .transport(Identity::Business)
-        .lazy_channel(
-            endpoint(&replica.addr).expect("address"),
-            Identity::storage(0, replica.id),
-        )
-        .expect("channel");
-    let mut raw = KvClient::new(channel);
+    let mut raw = raw_kv(&cluster, 0);
     let write = |route: pb::Route, partition: &str| pb::WriteRequest {
         route: Some(route),
         partition: partition.to_string(),
