@@ -22,7 +22,7 @@
 //! record is past the barrier too. docs/replication.md has the argument.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anatomy_runtime::tls::{Identity, Transport};
@@ -95,41 +95,43 @@ struct GateState {
 }
 
 /// Whether this replica may take part in elections. Shared by the Raft
-/// service (votes asked of it) and the network (votes it asks for).
-#[derive(Debug, Clone, Default)]
-pub struct VoteGate(Arc<Mutex<GateState>>);
+/// service (votes asked of it) and the network (votes it asks for). A
+/// watch channel, so that whoever cares can wait for the rebuild's end.
+#[derive(Debug, Clone)]
+pub struct VoteGate(Arc<tokio::sync::watch::Sender<GateState>>);
 
 impl VoteGate {
     /// A gate that never blocks (a replica with its own log).
     pub fn open() -> Self {
-        Self::default()
+        Self::with(GateState::default())
     }
 
     /// A gate for a replica being rebuilt.
     pub fn rebuilding(barrier: Option<Barrier>) -> Self {
-        Self(Arc::new(Mutex::new(GateState {
+        Self::with(GateState {
             rebuilding: true,
             barrier,
             caught_up: false,
-        })))
+        })
+    }
+
+    fn with(state: GateState) -> Self {
+        Self(Arc::new(tokio::sync::watch::Sender::new(state)))
     }
 
     fn update(&self, f: impl FnOnce(&mut GateState)) {
-        if let Ok(mut state) = self.0.lock() {
-            f(&mut state);
-        }
+        self.0.send_modify(f);
     }
 
     /// Whether a vote in `term` (asked of this replica, or by it) may go ahead.
     pub fn allows(&self, term: u64) -> bool {
-        self.0.lock().is_ok_and(|s| {
-            !s.rebuilding || (s.caught_up && s.barrier.is_some_and(|b| term > b.term))
-        })
+        let s = self.0.borrow();
+        !s.rebuilding || (s.caught_up && s.barrier.is_some_and(|b| term > b.term))
     }
 
     /// Why a vote is refused, for the error sent back.
     pub fn refusal(&self, term: u64) -> String {
-        let barrier = self.0.lock().ok().and_then(|s| s.barrier);
+        let barrier = self.0.borrow().barrier;
         match barrier {
             None => format!(
                 "this replica lost its Raft log and is being rebuilt; it votes again once every replica of its group has reported its term (vote for term {term} refused)"
@@ -143,7 +145,15 @@ impl VoteGate {
 
     /// Whether the replica is being rebuilt.
     pub fn is_rebuilding(&self) -> bool {
-        self.0.lock().is_ok_and(|s| s.rebuilding)
+        self.0.borrow().rebuilding
+    }
+
+    /// Resolves once the replica is whole again (at once if it was never
+    /// rebuilt).
+    pub async fn whole(&self) {
+        let mut state = self.0.subscribe();
+        // The sender lives in `self`, so the channel cannot close meanwhile.
+        let _ = state.wait_for(|s| !s.rebuilding).await;
     }
 }
 

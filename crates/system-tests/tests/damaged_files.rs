@@ -127,15 +127,6 @@ fn flip_middle(path: &Path) {
     std::fs::write(path, bytes).expect("damage");
 }
 
-/// Polls `done` until it holds (bounded by TIMEOUT).
-async fn wait_until(what: &str, done: impl Fn() -> bool) {
-    let limit = tokio::time::Instant::now() + TIMEOUT;
-    while !done() {
-        assert!(tokio::time::Instant::now() < limit, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Flips a byte inside every stored copy of every value in `path` (redb
 /// copies pages on write, so older copies may still be on disk): the live
 /// data pages are then damaged for sure, wherever redb placed them.
@@ -219,7 +210,9 @@ async fn a_damaged_wal_record_rebuilds_the_replica_from_its_peers() {
     // The new leader's first entry is of a term past the barrier: the
     // rebuild is over and the marker gone.
     let gate = cluster.node(follower).gate.clone();
-    wait_until("the rebuild ends", || !gate.is_rebuilding()).await;
+    tokio::time::timeout(TIMEOUT, gate.whole())
+        .await
+        .expect("the rebuild ends");
     assert!(!data_dir.join("REBUILDING").exists());
     cluster.stop_all().await;
 }

@@ -132,6 +132,19 @@ async fn a_failing_recovery_is_recorded_and_retried_later_without_blocking_other
     assert_eq!(balance(&l, "mallory").await, i64::MAX);
 }
 
+/// Waits until `done` holds, for at most `limit`. These tests run with
+/// tokio's clock paused: the pauses between checks cost no real time and
+/// only let the other tasks run.
+async fn eventually(limit: Duration, what: &str, done: impl AsyncFn() -> bool) {
+    tokio::time::timeout(limit, async {
+        while !done().await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}"));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_transfer_to_a_dead_shard_does_not_delay_the_others() {
     let l = Arc::new(ledger());
@@ -155,16 +168,12 @@ async fn a_transfer_to_a_dead_shard_does_not_delay_the_others() {
         let l = l.clone();
         async move { l.recover_pending(&recovery()).await }
     });
-    let ended = tokio::time::timeout(Duration::from_secs(1), async {
-        while status(&l, &healthy).await != TransferStatus::Completed {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
+    eventually(
+        Duration::from_secs(1),
+        "bob → kate waited for zoe's shard (the pass shared one deadline)",
+        async || status(&l, &healthy).await == TransferStatus::Completed,
+    )
     .await;
-    assert!(
-        ended.is_ok(),
-        "bob → kate waited for zoe's shard (the pass shared one deadline)"
-    );
     assert!(started.elapsed() < Duration::from_secs(1));
 
     let report = pass.await.expect("pass");
@@ -217,37 +226,35 @@ async fn the_worker_takes_new_transfers_while_one_is_stuck_on_a_dead_shard() {
         },
     ));
     // The worker's first tick took the stuck transfer (for 5 s); a second
-    // later, another transfer is left pending.
+    // later (virtual time: the clock is paused), another transfer is left
+    // pending.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let later = leave_pending(&l, "l1", "bob", "kate", 20).await;
     let started = tokio::time::Instant::now();
-    tokio::time::timeout(Duration::from_secs(2), async {
-        while status(&l, &later).await != TransferStatus::Completed {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("recovered at the next tick, not after the stuck one's budget");
+    eventually(
+        Duration::from_secs(2),
+        "recovered at the next tick, not after the stuck one's budget",
+        async || status(&l, &later).await == TransferStatus::Completed,
+    )
+    .await;
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(status(&l, &stuck).await, TransferStatus::Pending);
     // Its budget spent, the failure is noted; once the shard is back and
     // the backoff over, it ends too.
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while mark(&l, &stuck).is_none_or(|m| m.failures == 0) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .expect("the failure is noted on the pending mark");
+    eventually(
+        Duration::from_secs(10),
+        "the failure is noted on the pending mark",
+        async || mark(&l, &stuck).is_some_and(|m| m.failures > 0),
+    )
+    .await;
     l.store().revive_shard(2);
     l.clock.advance(Duration::from_secs(60));
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while status(&l, &stuck).await != TransferStatus::Completed {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .expect("recovered once its shard is back");
+    eventually(
+        Duration::from_secs(30),
+        "recovered once its shard is back",
+        async || status(&l, &stuck).await == TransferStatus::Completed,
+    )
+    .await;
     stop.send(()).expect("worker running");
     worker.await.expect("worker stops");
 }
