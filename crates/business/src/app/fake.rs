@@ -90,10 +90,11 @@ impl FakeStore {
         *self.lagging.lock().expect("lock") = Some(now);
     }
 
-    /// Reads `keys` of one partition from `records`.
+    /// Reads `keys` of one partition: from the lagging copy when
+    /// `lagging` and one is set, else from the records.
     async fn read_from(
         &self,
-        records: &Mutex<Records>,
+        lagging: bool,
         keys: Vec<RecordKey>,
         budget: TimeBudget,
     ) -> Result<Vec<Option<Versioned<Record>>>, StoreError> {
@@ -104,7 +105,12 @@ impl FakeStore {
         if let Some(owner) = owners.first() {
             self.reach(shard_of(owner), budget).await?;
         }
-        let records = records.lock().expect("lock");
+        let copy = self.lagging.lock().expect("lock");
+        let current = self.records.lock().expect("lock");
+        let records = match copy.as_ref() {
+            Some(copy) if lagging => copy,
+            _ => &*current,
+        };
         Ok(keys
             .iter()
             .map(|k| {
@@ -159,7 +165,7 @@ impl Store for FakeStore {
         budget: TimeBudget,
     ) -> Result<Vec<Option<Versioned<Record>>>, StoreError> {
         self.linearizable_reads.fetch_add(1, Ordering::SeqCst);
-        self.read_from(&self.records, keys, budget).await
+        self.read_from(false, keys, budget).await
     }
 
     async fn read_optimistic(
@@ -168,11 +174,7 @@ impl Store for FakeStore {
         budget: TimeBudget,
     ) -> Result<Vec<Option<Versioned<Record>>>, StoreError> {
         self.optimistic_reads.fetch_add(1, Ordering::SeqCst);
-        let lagging = self.lagging.lock().expect("lock").clone();
-        match lagging {
-            Some(copy) => self.read_from(&Mutex::new(copy), keys, budget).await,
-            None => self.read_from(&self.records, keys, budget).await,
-        }
+        self.read_from(true, keys, budget).await
     }
 
     async fn commit(&self, change: Change, budget: TimeBudget) -> Result<Commit, StoreError> {
