@@ -92,6 +92,14 @@ for run in storage deposits; do
   ((failed == 0)) || printf '    errors: %s\n' "$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r.get("summary",{}).get("errors", r.get("errors")))' "$row" 2>/dev/null)"
   ((ok > 0)) || fail "$run: nothing succeeded"
 done
+# A failure's kind alone rarely says which hop failed: show what loadgen
+# wrote of each failure, and what the services warned of.
+if grep -q '^failed:' "$LOG"; then
+  grep '^failed:' "$LOG" | sed 's/^/    loadgen: /'
+  for p in gateway-1 business-1 business-2; do
+    grep -hE ' (WARN|ERROR) ' "$LOG_DIR/$p.log" | tail -n 5 | sed "s/^/    $p: /" || true
+  done
+fi
 
 step "after the rollover"
 # The server must be up and answering the new certificates first, so that

@@ -384,6 +384,7 @@ mod tests {
                 budget: None,
             },
             none_ready_wait: Duration::ZERO,
+            none_ready_patience: Duration::ZERO,
             tenant_limits: TenantLimits::new(0, 0),
         };
         let gateway = Gateway::new(

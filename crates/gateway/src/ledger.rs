@@ -14,6 +14,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use business_api::v1 as biz;
@@ -40,10 +41,15 @@ pub struct CallPolicy {
     /// How a call no replica could answer is retried: backoff, at most
     /// how many retries, and the retry budget shared by every call.
     pub retry: RetryPolicy,
-    /// The least wait before retrying a call no replica was ready for:
-    /// long enough that the retries together outlast a breaker's open
-    /// period, so a replica that came back gets its probe.
+    /// How long to wait before trying again a call no replica was ready
+    /// for (every breaker open: one replica restarted and the other is
+    /// restarting now). Such a call was never sent, so the wait is not a
+    /// retry: it spends neither the retries nor the budget.
     pub none_ready_wait: Duration,
+    /// How long, in all, a call waits for some replica to become ready
+    /// before it fails with UNAVAILABLE: longer than a breaker's open
+    /// period, so that a replica that came back gets its probe first.
+    pub none_ready_patience: Duration,
     /// Per-tenant token buckets.
     pub tenant_limits: TenantLimits,
 }
@@ -75,29 +81,44 @@ impl Gateway {
         call: impl Fn(LedgerClient<Pool>, Request<Q>) -> Call<R>,
     ) -> Result<R, Status> {
         let deadline = Instant::now() + timeout;
+        let waited = AtomicU32::new(0);
         let outcome = retry::run(&self.policy.retry, deadline, |attempt| {
             let mut request = Request::new(message.clone());
             // Pass the time left on: the business service stops working
             // on the call when the caller stops waiting.
             request.set_timeout(attempt.remaining);
             let answer = call(self.client.clone(), request);
-            async move { self.judge(attempt, answer.await) }
+            let waited = &waited;
+            async move { self.judge(attempt, waited, answer.await) }
         })
         .await;
         outcome.map_err(|gave_up| gave_up_status(gave_up, timeout))
     }
 
     /// What one attempt's outcome means: retry only what never reached an
-    /// answer from a replica.
-    fn judge<R>(&self, attempt: Attempt, outcome: Result<Response<R>, Status>) -> Step<R, Status> {
+    /// answer from a replica; `waited` counts the waits for a ready one.
+    fn judge<R>(
+        &self,
+        attempt: Attempt,
+        waited: &AtomicU32,
+        outcome: Result<Response<R>, Status>,
+    ) -> Step<R, Status> {
         match outcome {
             Ok(response) => Step::Done(response.into_inner()),
             Err(status) if none_ready(&status) => {
                 // Every replica's breaker is open (say one restarted and
                 // the other is restarting now): wait for a breaker to let a
-                // probe through rather than spend the retries at once.
+                // probe through. Found by scripts/e2e/rotation.sh in CI:
+                // when these waits counted as retries, a call that had
+                // spent two retries on the replica going down had too few
+                // left to outlast the open breaker of the one that had
+                // just come back, and failed with UNAVAILABLE.
+                let waits = waited.fetch_add(1, Ordering::Relaxed);
+                if self.policy.none_ready_wait * waits >= self.policy.none_ready_patience {
+                    return Step::Fail(status);
+                }
                 metrics::counter!("gateway_retries_total", "reason" => "none_ready").increment(1);
-                Step::RetryAfter(status, self.policy.none_ready_wait)
+                Step::Wait(status, self.policy.none_ready_wait)
             }
             Err(status) if unreachable(&status) => {
                 self.pool.report_failure();
@@ -360,7 +381,100 @@ impl Ledger for Gateway {
 mod tests {
     use std::sync::Arc;
 
+    use anatomy_runtime::layers::breaker::BreakerConfig;
+    use anatomy_runtime::retry::Backoff;
+    use anatomy_runtime::tls::Transport;
+
     use super::*;
+    use crate::rate_limit::TenantLimits;
+
+    const WAIT: Duration = Duration::from_millis(500);
+
+    /// A gateway with the defaults' shape (3 retries, waits of a quarter
+    /// of a 2 s breaker pause, patience of two pauses) whose calls the
+    /// tests script (its pool is never used).
+    fn gateway() -> Gateway {
+        let (pool, state) = balance::pool(
+            vec![balance::Target {
+                host: "127.0.0.1".into(),
+                port: 1,
+            }],
+            Duration::from_secs(60),
+            16,
+            BreakerConfig::default(),
+            Transport::Plaintext,
+        );
+        let policy = CallPolicy {
+            default_timeout: Duration::from_secs(10),
+            retry: RetryPolicy {
+                backoff: Backoff {
+                    base: Duration::from_millis(20),
+                    max: Duration::from_millis(20),
+                },
+                max_retries: Some(3),
+                budget: None,
+            },
+            none_ready_wait: WAIT,
+            none_ready_patience: WAIT * 4,
+            tenant_limits: TenantLimits::new(0, 0),
+        };
+        Gateway::new(LedgerClient::new(pool), state, policy)
+    }
+
+    /// Sends one call whose attempts answer `script` in turn (then OK),
+    /// and how many attempts were made.
+    async fn forward_scripted(
+        gateway: &Gateway,
+        script: Vec<Status>,
+    ) -> (Result<u32, Status>, usize) {
+        let script = std::sync::Mutex::new(script.into_iter());
+        let attempts = std::sync::atomic::AtomicUsize::new(0);
+        let answer = gateway
+            .forward(Duration::from_secs(10), (), |_client, _request| {
+                let n = attempts.fetch_add(1, Ordering::SeqCst);
+                let next = script.lock().expect("script").next();
+                Box::pin(async move {
+                    next.map_or_else(|| Ok(Response::new(u32::try_from(n).expect("few"))), Err)
+                })
+            })
+            .await;
+        (answer, attempts.load(Ordering::SeqCst))
+    }
+
+    fn none_ready() -> Status {
+        Status::unavailable(balance::NO_REPLICA_READY)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_for_a_ready_replica_do_not_spend_the_retries() {
+        // The replica going down failed two attempts; the other replica's
+        // breaker is still open for a while: three waits, then it answers.
+        let refused = || with_source(Status::unavailable("connection refused"));
+        let script = vec![
+            refused(),
+            refused(),
+            none_ready(),
+            none_ready(),
+            none_ready(),
+        ];
+        let started = Instant::now();
+        let (answer, attempts) = forward_scripted(&gateway(), script).await;
+        assert_eq!(answer.expect("answered after the waits"), 5);
+        assert_eq!(attempts, 6);
+        assert!(started.elapsed() >= WAIT * 3, "{:?}", started.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_waits_for_a_ready_replica_only_so_long() {
+        let script = (0..100).map(|_| none_ready()).collect();
+        let started = Instant::now();
+        let (answer, attempts) = forward_scripted(&gateway(), script).await;
+        let status = answer.expect_err("no replica became ready");
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(status.message(), balance::NO_REPLICA_READY);
+        assert_eq!(attempts, 5, "four waits make the patience of 2 s");
+        assert_eq!(started.elapsed(), WAIT * 4);
+    }
 
     fn with_source(mut status: Status) -> Status {
         status.set_source(Arc::new(std::io::Error::other("connection refused")));

@@ -114,7 +114,8 @@ pub fn gateway(args: &GatewayArgs, transport: &Transport) -> Result<(Gateway, Ap
                 args.retry_budget_percent / 100.0,
             ))),
         },
-        none_ready_wait: breaker.open_for / args.retries.max(1),
+        none_ready_wait: breaker.open_for / 4,
+        none_ready_patience: breaker.open_for * 2,
         tenant_limits: TenantLimits::new(args.tenant_rps, args.tenant_burst),
     };
     Ok((Gateway::new(LedgerClient::new(pool), state, policy), keys))

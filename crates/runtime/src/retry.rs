@@ -4,7 +4,9 @@
 //! A call is tried, the caller's closure judges each outcome
 //! ([`Step`]), and a judged-retryable failure is tried again after an
 //! exponential backoff with full jitter — or at once, when the failure
-//! itself said where to go (a follower naming its leader). The loop never
+//! itself said where to go (a follower naming its leader). A call that was
+//! never sent, because no target was ready, waits and goes again without
+//! counting as a retry: no target saw it. The loop never
 //! outlives the call's deadline: no attempt starts after it, no backoff
 //! sleeps past it, and each attempt is told how much time is left. An
 //! optional retry budget (tower's [`TpsBudget`]) caps what retries add to
@@ -74,9 +76,11 @@ pub enum Step<T, E> {
     Retry(E),
     /// A failure worth another attempt at once (it named a better target).
     RetryNow(E),
-    /// A failure worth another attempt, but not before this long (or the
-    /// backoff, if longer): what it waits for takes at least that.
-    RetryAfter(E, Duration),
+    /// Nothing was sent (no target was ready to take the call): try again
+    /// after this long. Not a retry — it counts against neither
+    /// `max_retries` nor the budget, since no target saw the call; only
+    /// the deadline bounds it (and the caller, by how often it waits).
+    Wait(E, Duration),
     /// A failure that another attempt cannot fix.
     Fail(E),
 }
@@ -130,13 +134,20 @@ where
             remaining,
         })
         .await;
-        // The least wait before the next attempt; None: no wait at all.
-        let (error, floor) = match step {
+        // Whether to back off before the next attempt (else go at once).
+        let (error, backoff) = match step {
             Step::Done(answer) => return Ok(answer),
             Step::Fail(e) => return Err(GaveUp::Failed(e)),
-            Step::Retry(e) => (e, Some(Duration::ZERO)),
-            Step::RetryNow(e) => (e, None),
-            Step::RetryAfter(e, floor) => (e, Some(floor)),
+            Step::Retry(e) => (e, true),
+            Step::RetryNow(e) => (e, false),
+            Step::Wait(e, pause) => {
+                if Instant::now() + pause >= deadline {
+                    return Err(GaveUp::Deadline(Some(e)));
+                }
+                tokio::time::sleep(pause).await;
+                last = Some(e);
+                continue;
+            }
         };
         if Instant::now() >= deadline {
             return Err(GaveUp::Deadline(Some(error)));
@@ -149,8 +160,8 @@ where
         {
             return Err(GaveUp::BudgetSpent(error));
         }
-        if let Some(floor) = floor {
-            let pause = policy.backoff.delay(retries).max(floor);
+        if backoff {
+            let pause = policy.backoff.delay(retries);
             tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
         }
         retries += 1;
@@ -223,36 +234,46 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_retry_after_waits_at_least_its_floor() {
-        let floor = Duration::from_millis(500);
-        let (calls, attempt) = flaky(2, |n| Step::RetryAfter(n, Duration::from_millis(500)));
+    async fn a_wait_is_not_a_retry() {
+        // No retry allowed at all, and no budget: waits still go on.
+        let budget = Arc::new(TpsBudget::new(Duration::from_secs(10), 0, 0.0));
+        let policy = RetryPolicy {
+            budget: Some(budget),
+            ..policy(Some(0))
+        };
+        let pause = Duration::from_millis(500);
+        let calls = AtomicU32::new(0);
         let started = Instant::now();
-        let answer = run(&policy(None), started + Duration::from_secs(10), attempt).await;
-        assert_eq!(answer, Ok(2));
-        assert_eq!(calls.load(Ordering::SeqCst), 3);
-        let slept = started.elapsed();
-        assert!(
-            slept >= floor * 2,
-            "two waits of at least {floor:?}: {slept:?}"
-        );
-        assert!(
-            slept <= floor * 2 + Duration::from_millis(20 + 10),
-            "{slept:?}"
-        );
+        let answer = run(&policy, started + Duration::from_secs(10), |a| {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            assert_eq!(a.number, 0, "a wait does not count as a retry");
+            std::future::ready(if n < 3 {
+                Step::Wait(n, pause)
+            } else {
+                Step::Done(n)
+            })
+        })
+        .await;
+        assert_eq!(answer, Ok(3));
+        assert_eq!(started.elapsed(), pause * 3, "exactly the waits asked for");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_retry_after_never_waits_past_the_deadline() {
-        let (calls, attempt) = flaky(u32::MAX, |n| Step::RetryAfter(n, Duration::from_secs(60)));
+    async fn a_wait_never_goes_past_the_deadline() {
+        let calls = AtomicU32::new(0);
+        let attempt = |_| {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Step::<u32, u32>::Wait(n, Duration::from_millis(400)))
+        };
         let started = Instant::now();
         let answer = run(&policy(None), started + Duration::from_secs(1), attempt).await;
-        assert_eq!(answer, Err(GaveUp::Deadline(Some(0))));
+        assert_eq!(answer, Err(GaveUp::Deadline(Some(2))));
         assert_eq!(
             calls.load(Ordering::SeqCst),
-            1,
-            "no attempt after the deadline"
+            3,
+            "attempts at 0, 0.4 and 0.8 s; a wait to 1.2 s is not taken"
         );
-        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        assert_eq!(started.elapsed(), Duration::from_millis(800));
     }
 
     #[tokio::test(start_paused = true)]
