@@ -5,6 +5,8 @@
 # Client endpoints: 127.0.0.1:2379, 127.0.0.1:22379, 127.0.0.1:32379.
 # Data lives in .anatomy-etcd/ on the same disk as the local cluster's, and
 # etcd fsyncs every commit, as Anatomy storage does.
+# The backend quota is 8 GiB (etcd's documented maximum), not the default
+# 2 GiB: 10⁷ keys of 256 bytes (--large) do not fit in 2 GiB.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
@@ -37,6 +39,7 @@ start() {
       --initial-advertise-peer-urls "http://127.0.0.1:$(peer_port "$m")" \
       --initial-cluster "${cluster%,}" --initial-cluster-state new \
       --initial-cluster-token anatomy-bench --log-level warn \
+      --quota-backend-bytes $((8 << 30)) \
       >"$DIR/m$m.log" 2>&1 </dev/null &
     echo $! >"$DIR/m$m.pid"
   done

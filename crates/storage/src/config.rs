@@ -108,9 +108,17 @@ pub struct RaftArgs {
     #[arg(long, env = "ANATOMY_RAFT_ELECTION_MAX", value_parser = parse_duration, default_value = "500ms")]
     pub raft_election_max: Duration,
 
-    /// Take a snapshot (and compact the log) after this many log entries.
+    /// Take a snapshot (and compact the log) after at least this many log
+    /// entries (and see --snapshot-growth-percent).
     #[arg(long, env = "ANATOMY_SNAPSHOT_EVERY", default_value_t = 10_000)]
     pub snapshot_every: u64,
+
+    /// ... and only once those entries wrote at least this percentage of
+    /// the last snapshot's size: a snapshot rewrites all the data, so with
+    /// a large state a fixed entry count would snapshot without pause.
+    /// 0 = by entry count alone.
+    #[arg(long, env = "ANATOMY_SNAPSHOT_GROWTH_PERCENT", default_value_t = 25)]
+    pub snapshot_growth_percent: u32,
 
     /// Log entries kept behind the last snapshot, for slow followers.
     #[arg(long, env = "ANATOMY_KEEP_LOGS", default_value_t = 1_000)]

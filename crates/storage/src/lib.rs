@@ -108,6 +108,7 @@ pub fn node_config(args: &StorageArgs, map: ShardMap, transport: Transport) -> N
             election_min: args.raft.raft_election_min,
             election_max: args.raft.raft_election_max,
             snapshot_every: args.raft.snapshot_every,
+            snapshot_growth_percent: args.raft.snapshot_growth_percent,
             keep_logs: args.raft.keep_logs,
             sync_every: args.raft.sync_every,
         },

@@ -20,6 +20,7 @@ use crate::files::{Files, Log, OpenError};
 use crate::grpc::raft_network::Network;
 use crate::proposer::{Proposer, ProposerLimits};
 use crate::raft::snapshot::SnapshotDir;
+use crate::raft::snapshot_pacing::SnapshotPacing;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{NodeId, Raft};
 use crate::reads::ReadBarrier;
@@ -44,6 +45,7 @@ pub struct RaftTuning {
     pub election_min: Duration,
     pub election_max: Duration,
     pub snapshot_every: u64,
+    pub snapshot_growth_percent: u32,
     pub keep_logs: u64,
     pub sync_every: u64,
 }
@@ -122,7 +124,8 @@ fn raft_config(shard: u32, t: &RaftTuning) -> Result<Config, StartError> {
         election_timeout_max: ms(t.election_max),
         install_snapshot_timeout: 10_000,
         max_payload_entries: 64,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(t.snapshot_every.max(1)),
+        // Snapshots are triggered by our own pacing (raft::snapshot_pacing).
+        snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: t.keep_logs,
         ..Config::default()
     }
@@ -200,7 +203,16 @@ impl StorageNode {
             snapshots,
             ..
         } = files;
-        let sm = StateMachine::new(engine.clone(), snapshots.clone(), cfg.raft.sync_every);
+        let pacing = Arc::new(SnapshotPacing::new(
+            cfg.raft.snapshot_every,
+            cfg.raft.snapshot_growth_percent,
+        ));
+        let sm = StateMachine::new(
+            engine.clone(),
+            snapshots.clone(),
+            pacing.clone(),
+            cfg.raft.sync_every,
+        );
         let network = Network::new(
             shard.clone(),
             cfg.map.version,
@@ -214,6 +226,7 @@ impl StorageNode {
             Log::Redb(log) => Raft::new(me.id, config, network, log, sm).await,
         }
         .map_err(|e| StartError::Raft(e.to_string()))?;
+        tokio::spawn(pacing.trigger(raft.clone()));
         tokio::spawn(
             Rebuild {
                 shard: shard.clone(),

@@ -36,6 +36,7 @@ pub fn fast_tuning() -> RaftTuning {
         election_min: Duration::from_millis(200),
         election_max: Duration::from_millis(400),
         snapshot_every: 10_000,
+        snapshot_growth_percent: 25,
         keep_logs: 1_000,
         sync_every: 100,
     }

@@ -11,6 +11,7 @@ pub mod log_store;
 pub mod metrics;
 pub mod snapshot;
 pub mod snapshot_file;
+pub mod snapshot_pacing;
 pub mod state_machine;
 pub mod types;
 pub mod wal_store;

@@ -15,6 +15,7 @@ use super::applied::Applied;
 use super::apply::apply_entries;
 use super::snapshot::{Current, SnapshotDir};
 use super::snapshot_file::{SnapshotReader, verify};
+use super::snapshot_pacing::SnapshotPacing;
 use super::types::{
     Entry, LogId, ProposalOutcome, Snapshot, SnapshotMeta, StorageIoError, StoredMembership,
     TypeConfig,
@@ -44,6 +45,7 @@ async fn blocking<T: Send + 'static>(
 pub struct StateMachine<E: Engine> {
     engine: Arc<E>,
     snapshots: SnapshotDir,
+    pacing: Arc<SnapshotPacing>,
     receiving: Option<PathBuf>,
     sync_every: u64,
     applied_since_sync: u64,
@@ -51,11 +53,18 @@ pub struct StateMachine<E: Engine> {
 
 impl<E: Engine> StateMachine<E> {
     /// A state machine over `engine`, keeping snapshots in `snapshots`,
-    /// fsyncing the engine at least every `sync_every` applies.
-    pub fn new(engine: Arc<E>, snapshots: SnapshotDir, sync_every: u64) -> Self {
+    /// fsyncing the engine at least every `sync_every` applies, and
+    /// telling `pacing` what it applies and what its snapshots weigh.
+    pub fn new(
+        engine: Arc<E>,
+        snapshots: SnapshotDir,
+        pacing: Arc<SnapshotPacing>,
+        sync_every: u64,
+    ) -> Self {
         Self {
             engine,
             snapshots,
+            pacing,
             receiving: None,
             sync_every: sync_every.max(1),
             applied_since_sync: 0,
@@ -68,6 +77,12 @@ impl<E: Engine> StateMachine<E> {
 pub struct SnapshotBuilder<E: Engine> {
     engine: Arc<E>,
     snapshots: SnapshotDir,
+    pacing: Arc<SnapshotPacing>,
+}
+
+/// The size of the file at `path` (0 if it cannot be read: pacing only).
+fn file_size(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
 fn snapshot_id(last: Option<LogId>) -> String {
@@ -81,6 +96,7 @@ impl<E: Engine> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<E> {
     async fn build_snapshot(&mut self) -> IoResult<Snapshot> {
         let engine = self.engine.clone();
         let snapshots = self.snapshots.clone();
+        self.pacing.building();
         let (meta, path) = blocking(move || {
             // Durable first: the snapshot lets openraft purge the log.
             engine.sync()?;
@@ -96,6 +112,7 @@ impl<E: Engine> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<E> {
         })
         .await
         .map_err(snap_err)?;
+        self.pacing.current_size(file_size(&path));
         let file = tokio::fs::File::open(path).await.map_err(snap_err)?;
         tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
         Ok(Snapshot {
@@ -123,6 +140,10 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        self.pacing.applied(
+            entries.len() as u64,
+            entries.iter().map(written_bytes).sum(),
+        );
         self.applied_since_sync += entries.len() as u64;
         let durable = self.applied_since_sync >= self.sync_every;
         if durable {
@@ -135,6 +156,7 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
         SnapshotBuilder {
             engine: self.engine.clone(),
             snapshots: self.snapshots.clone(),
+            pacing: self.pacing.clone(),
         }
     }
 
@@ -170,9 +192,13 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
         let engine = self.engine.clone();
         let snapshots = self.snapshots.clone();
         let meta = meta.clone();
+        let size = file_size(&path);
         blocking(move || install(engine.as_ref(), &snapshots, &path, &meta))
             .await
-            .map_err(snap_err)
+            .map_err(snap_err)?;
+        self.pacing.building();
+        self.pacing.current_size(size);
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> IoResult<Option<Snapshot>> {
@@ -181,7 +207,10 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
             .await
             .map_err(snap_err)?
         {
-            Current::Found(header, path) => (*header, path),
+            Current::Found(header, path) => {
+                self.pacing.current_size(file_size(&path));
+                (*header, path)
+            }
             Current::Missing => return Ok(None),
             // The state machine is intact: the snapshot is rebuilt from it.
             Current::MovedAside => {
@@ -194,6 +223,15 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
             meta: header.snapshot,
             snapshot: Box::new(file),
         }))
+    }
+}
+
+/// The bytes an entry writes (keys and values of its mutations), which
+/// the snapshot pacing weighs against the last snapshot's size.
+fn written_bytes(entry: &Entry) -> u64 {
+    match &entry.payload {
+        openraft::EntryPayload::Normal(proposal) => proposal.written_bytes(),
+        _ => 0,
     }
 }
 
@@ -265,7 +303,8 @@ mod tests {
             let dir = tempfile::tempdir().map_err(snap_err)?;
             let log = (self.0)(dir.path());
             let snapshots = SnapshotDir::open(dir.path().join("snapshots")).map_err(snap_err)?;
-            let sm = StateMachine::new(Arc::new((self.1)(dir.path())), snapshots, 64);
+            let pacing = Arc::new(SnapshotPacing::new(10_000, 25));
+            let sm = StateMachine::new(Arc::new((self.1)(dir.path())), snapshots, pacing, 64);
             Ok((dir, log, sm))
         }
     }

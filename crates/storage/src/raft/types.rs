@@ -33,6 +33,20 @@ pub struct Proposal {
     pub writes: Vec<WriteBatch>,
 }
 
+impl Proposal {
+    /// The bytes its mutations write: partitions, tables, keys and values.
+    pub fn written_bytes(&self) -> u64 {
+        let batches = self.writes.iter();
+        batches
+            .flat_map(|b| b.mutations.iter().map(move |m| (b, m)))
+            .map(|(b, m)| {
+                let partition = m.partition.as_ref().unwrap_or(&b.partition);
+                partition.len() + m.table.len() + m.key.len() + m.value.as_ref().map_or(0, Vec::len)
+            })
+            .sum::<usize>() as u64
+    }
+}
+
 /// An atomic conditional batch inside one shard (usually one partition).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteBatch {
