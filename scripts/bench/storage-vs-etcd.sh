@@ -9,12 +9,16 @@
 #
 #   scripts/bench/storage-vs-etcd.sh [--duration 10s] [--concurrency 1,16,64]
 #                                    [--keys 10000] [--large 1000000] [--runs 3] [--out FILE]
+#                                    [--only anatomy|etcd] [--append]
 # --large N also measures puts and gets at c=64 with N keys preloaded.
 # --runs N repeats every measurement N times; the summary shows medians.
+# --only runs one system; with --append (keep what FILE holds) a later
+# run of the other system completes the comparison, e.g. to measure
+# Anatomy again after a change without preloading etcd once more.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
-DURATION=10s CONCURRENCY=1,16,64 KEYS=10000 LARGE=0 RUNS=1
+DURATION=10s CONCURRENCY=1,16,64 KEYS=10000 LARGE=0 RUNS=1 ONLY="" APPEND=0
 OUT="$ROOT/.anatomy-bench-results.jsonl"
 while (($#)); do
   case $1 in
@@ -24,10 +28,13 @@ while (($#)); do
     --large) LARGE=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
+    --only) ONLY=$2; shift 2 ;;
+    --append) APPEND=1; shift ;;
     *) die "unknown option $1" ;;
   esac
 done
-rm -f "$OUT"
+case $ONLY in "" | anatomy | etcd) ;; *) die "--only takes anatomy or etcd, not $ONLY" ;; esac
+((APPEND)) || rm -f "$OUT"
 
 say "==> building (release)"
 build_binaries
@@ -70,28 +77,32 @@ run() { # system label op extra-args...
   done
 }
 
-say "==> Anatomy storage: 1 shard x 3 replicas"
-anatomy_up
-run storage anatomy put --shard-map "$MAP" --preload "$KEYS" --concurrency "$CONCURRENCY"
-run storage anatomy get --shard-map "$MAP" --keys "$KEYS" --concurrency "$CONCURRENCY" | tail -n +2
-if ((LARGE)); then
-  anatomy_down && anatomy_up
-  run storage "anatomy-$LARGE" put --shard-map "$MAP" --preload "$LARGE" --concurrency 64
-  run storage "anatomy-$LARGE" get --shard-map "$MAP" --keys "$LARGE" --concurrency 64 | tail -n +2
+if [[ $ONLY != etcd ]]; then
+  say "==> Anatomy storage: 1 shard x 3 replicas"
+  anatomy_up
+  run storage anatomy put --shard-map "$MAP" --preload "$KEYS" --concurrency "$CONCURRENCY"
+  run storage anatomy get --shard-map "$MAP" --keys "$KEYS" --concurrency "$CONCURRENCY" | tail -n +2
+  if ((LARGE)); then
+    anatomy_down && anatomy_up
+    run storage "anatomy-$LARGE" put --shard-map "$MAP" --preload "$LARGE" --concurrency 64
+    run storage "anatomy-$LARGE" get --shard-map "$MAP" --keys "$LARGE" --concurrency 64 | tail -n +2
+  fi
+  anatomy_down
 fi
-anatomy_down
 
-say "==> etcd: 3 members"
-"$ETCD" start
-EP=$("$ETCD" endpoints)
-run etcd etcd put --endpoints "$EP" --preload "$KEYS" --concurrency "$CONCURRENCY"
-run etcd etcd get --endpoints "$EP" --keys "$KEYS" --concurrency "$CONCURRENCY" | tail -n +2
-if ((LARGE)); then
-  "$ETCD" stop >/dev/null && "$ETCD" start >/dev/null
-  run etcd "etcd-$LARGE" put --endpoints "$EP" --preload "$LARGE" --concurrency 64
-  run etcd "etcd-$LARGE" get --endpoints "$EP" --keys "$LARGE" --concurrency 64 | tail -n +2
+if [[ $ONLY != anatomy ]]; then
+  say "==> etcd: 3 members"
+  "$ETCD" start
+  EP=$("$ETCD" endpoints)
+  run etcd etcd put --endpoints "$EP" --preload "$KEYS" --concurrency "$CONCURRENCY"
+  run etcd etcd get --endpoints "$EP" --keys "$KEYS" --concurrency "$CONCURRENCY" | tail -n +2
+  if ((LARGE)); then
+    "$ETCD" stop >/dev/null && "$ETCD" start >/dev/null
+    run etcd "etcd-$LARGE" put --endpoints "$EP" --preload "$LARGE" --concurrency 64
+    run etcd "etcd-$LARGE" get --endpoints "$EP" --keys "$LARGE" --concurrency 64 | tail -n +2
+  fi
+  "$ETCD" stop
 fi
-"$ETCD" stop
 
 say "==> Anatomy / etcd (medians of $RUNS runs, min-max)"
 python3 - "$OUT" <<'PY'
