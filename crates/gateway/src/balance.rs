@@ -273,6 +273,22 @@ fn channel(addr: SocketAddr, transport: &Transport) -> Result<Channel, String> {
         .map_err(|e| e.to_string())
 }
 
+/// A pool over an address nothing listens on, for tests that never send
+/// through it (or want every call refused).
+#[cfg(test)]
+pub(crate) fn unreachable_pool() -> (Pool, Arc<PoolState>) {
+    pool(
+        vec![Target {
+            host: "127.0.0.1".into(),
+            port: 1,
+        }],
+        Duration::from_secs(60),
+        16,
+        BreakerConfig::default(),
+        Transport::Plaintext,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

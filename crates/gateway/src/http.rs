@@ -351,28 +351,17 @@ pub fn router(state: HttpState, body_timeout: Duration) -> Router {
 mod tests {
     use super::*;
     use crate::auth::DEV_KEYS;
-    use crate::balance::{self, Target};
+    use crate::balance;
     use crate::ledger::CallPolicy;
     use crate::rate_limit::TenantLimits;
-    use anatomy_runtime::layers::breaker::BreakerConfig;
     use anatomy_runtime::retry::{Backoff, RetryPolicy};
-    use anatomy_runtime::tls::Transport;
     use axum::body::Body;
     use tower::ServiceExt as _;
 
     /// The router over a gateway whose business address nothing listens
     /// on: these requests are refused before any call would be made.
     fn app() -> Router {
-        let (pool, state) = balance::pool(
-            vec![Target {
-                host: "127.0.0.1".into(),
-                port: 1,
-            }],
-            Duration::from_secs(60),
-            16,
-            BreakerConfig::default(),
-            Transport::Plaintext,
-        );
+        let (pool, state) = balance::unreachable_pool();
         let policy = CallPolicy {
             default_timeout: Duration::from_secs(1),
             retry: RetryPolicy {

@@ -47,8 +47,9 @@ pub struct CallPolicy {
     /// retry: it spends neither the retries nor the budget.
     pub none_ready_wait: Duration,
     /// How long, in all, a call waits for some replica to become ready
-    /// before it fails with UNAVAILABLE: longer than a breaker's open
-    /// period, so that a replica that came back gets its probe first.
+    /// before it fails with UNAVAILABLE: a little longer than a breaker's
+    /// open period, so that a replica that came back gets its probe first,
+    /// and short enough that a dead dependency still fails fast.
     pub none_ready_patience: Duration,
     /// Per-tenant token buckets.
     pub tenant_limits: TenantLimits,
@@ -163,7 +164,14 @@ impl Gateway {
 /// The status a caller gets when the retry loop stopped.
 fn gave_up_status(gave_up: GaveUp<Status>, timeout: Duration) -> Status {
     match gave_up {
-        GaveUp::Failed(status) | GaveUp::Exhausted(status) => status,
+        GaveUp::Failed(status) => status,
+        // Every retry failed on the way to a replica: say which dependency
+        // (the last failure alone may read "Connection refused").
+        GaveUp::Exhausted(status) if none_ready(&status) => status,
+        GaveUp::Exhausted(status) => Status::unavailable(format!(
+            "no business replica answered: {}",
+            status.message()
+        )),
         GaveUp::Deadline(None) => {
             Status::deadline_exceeded(format!("no answer within {timeout:?}"))
         }
@@ -381,9 +389,7 @@ impl Ledger for Gateway {
 mod tests {
     use std::sync::Arc;
 
-    use anatomy_runtime::layers::breaker::BreakerConfig;
     use anatomy_runtime::retry::Backoff;
-    use anatomy_runtime::tls::Transport;
 
     use super::*;
     use crate::rate_limit::TenantLimits;
@@ -391,19 +397,10 @@ mod tests {
     const WAIT: Duration = Duration::from_millis(500);
 
     /// A gateway with the defaults' shape (3 retries, waits of a quarter
-    /// of a 2 s breaker pause, patience of two pauses) whose calls the
+    /// of a 2 s breaker pause, patience of 1.25 pauses) whose calls the
     /// tests script (its pool is never used).
     fn gateway() -> Gateway {
-        let (pool, state) = balance::pool(
-            vec![balance::Target {
-                host: "127.0.0.1".into(),
-                port: 1,
-            }],
-            Duration::from_secs(60),
-            16,
-            BreakerConfig::default(),
-            Transport::Plaintext,
-        );
+        let (pool, state) = balance::unreachable_pool();
         let policy = CallPolicy {
             default_timeout: Duration::from_secs(10),
             retry: RetryPolicy {
@@ -415,7 +412,7 @@ mod tests {
                 budget: None,
             },
             none_ready_wait: WAIT,
-            none_ready_patience: WAIT * 4,
+            none_ready_patience: WAIT * 5,
             tenant_limits: TenantLimits::new(0, 0),
         };
         Gateway::new(LedgerClient::new(pool), state, policy)
@@ -472,8 +469,23 @@ mod tests {
         let status = answer.expect_err("no replica became ready");
         assert_eq!(status.code(), Code::Unavailable);
         assert_eq!(status.message(), balance::NO_REPLICA_READY);
-        assert_eq!(attempts, 5, "four waits make the patience of 2 s");
-        assert_eq!(started.elapsed(), WAIT * 4);
+        assert_eq!(attempts, 6, "five waits make the patience of 2.5 s");
+        assert_eq!(started.elapsed(), WAIT * 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_spent_on_a_dead_replica_name_the_dependency() {
+        let script = (0..4)
+            .map(|_| with_source(Status::unavailable("Connection refused (os error 111)")))
+            .collect();
+        let (answer, attempts) = forward_scripted(&gateway(), script).await;
+        let status = answer.expect_err("every attempt refused");
+        assert_eq!(attempts, 4, "the first attempt and 3 retries");
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(
+            status.message(),
+            "no business replica answered: Connection refused (os error 111)"
+        );
     }
 
     fn with_source(mut status: Status) -> Status {

@@ -115,7 +115,7 @@ pub fn gateway(args: &GatewayArgs, transport: &Transport) -> Result<(Gateway, Ap
             ))),
         },
         none_ready_wait: breaker.open_for / 4,
-        none_ready_patience: breaker.open_for * 2,
+        none_ready_patience: breaker.open_for + breaker.open_for / 4,
         tenant_limits: TenantLimits::new(args.tenant_rps, args.tenant_burst),
     };
     Ok((Gateway::new(LedgerClient::new(pool), state, policy), keys))
