@@ -17,6 +17,7 @@ use storage::engine::keys::item_key;
 use storage::engine::memory::MemEngine;
 use storage::raft::applied::Applied;
 use storage::raft::apply::apply_entries;
+use storage::raft::slots::{SlotCell, SlotTable};
 use storage::raft::{
     Condition, ConditionFailure, Entry, Mutation, Proposal, ProposalOutcome, WriteBatch,
     WriteOutcome,
@@ -193,8 +194,11 @@ pub fn run(data: &[u8]) {
             EntryIn::Proposal(batches) => {
                 let writes: Vec<_> = batches.into_iter().map(|b| batch(b, &model)).collect();
                 let outcomes = writes.iter().map(|w| model.apply(w)).collect();
-                expected.push(ProposalOutcome { outcomes });
-                EntryPayload::Normal(Proposal { writes })
+                expected.push(ProposalOutcome {
+                    outcomes,
+                    slot: None,
+                });
+                EntryPayload::Normal(Proposal { writes, slot: None })
             }
         };
         if matches!(payload, EntryPayload::Blank) {
@@ -217,6 +221,11 @@ pub fn run(data: &[u8]) {
     check_state(&engine, &model, index);
 }
 
+/// A slot table owning every slot: the model knows nothing of moves.
+fn every_slot() -> SlotCell {
+    SlotCell::new(SlotTable::owning_range(1, 1024, 0, 1024))
+}
+
 fn check_apply(
     engine: &MemEngine,
     entries: Vec<Entry>,
@@ -226,7 +235,7 @@ fn check_apply(
     if entries.is_empty() {
         return;
     }
-    let got = match apply_entries(engine, entries, durable) {
+    let got = match apply_entries(engine, &every_slot(), entries, durable) {
         Ok(got) => got,
         Err(e) => panic!("apply failed on the in-memory engine: {e}"),
     };

@@ -64,6 +64,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
                 conditions: vec![],
                 mutations: vec![],
             }],
+            slot: None,
         }),
     };
     let append = AppendEntriesRequest::<TypeConfig> {

@@ -49,6 +49,7 @@ fn round_trip<T: Serialize + DeserializeOwned>(bytes: &[u8]) {
 /// One record of each type, as the WAL writes them.
 pub fn seeds() -> Vec<Vec<u8>> {
     use openraft::CommittedLeaderId;
+    use storage::raft::slots::{IngestItem, SlotCommand};
     use storage::raft::{Condition, Mutation, Proposal, WriteBatch};
     let log_id: LogId = openraft::LogId::new(CommittedLeaderId::new(2, 1), 9);
     let payload: EntryPayload<TypeConfig> = EntryPayload::Normal(Proposal {
@@ -67,6 +68,18 @@ pub fn seeds() -> Vec<Vec<u8>> {
                 value: Some(b"{\"amount\":5}".to_vec()),
             }],
         }],
+        slot: None,
+    });
+    let ingest: EntryPayload<TypeConfig> = EntryPayload::Normal(Proposal {
+        writes: vec![],
+        slot: Some(SlotCommand::Ingest {
+            move_id: 4,
+            items: vec![IngestItem {
+                key: b"account\0acme/bob\0".to_vec(),
+                version: 12,
+                value: b"{}".to_vec(),
+            }],
+        }),
     });
     let vote: Vote = openraft::Vote::new_committed(2, 1);
     let with_kind = |kind: u8, mut record: Vec<u8>| {
@@ -76,6 +89,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
     vec![
         with_kind(0, encode(&Wire(log_id))),
         with_kind(1, encode(&Wire(payload))),
+        with_kind(1, encode(&Wire(ingest))),
         with_kind(1, encode(&Wire(EntryPayload::<TypeConfig>::Blank))),
         with_kind(2, encode(&Wire(vote))),
     ]

@@ -8,6 +8,9 @@
 //! - `WRONG_SHARD` (code FAILED_PRECONDITION): the request was routed with
 //!   another shard-map version or for a partition this shard does not own;
 //!   metadata `map_version` and `shard_id` say what the node runs.
+//! - `SLOT_MOVING` (code UNAVAILABLE): the partition's slot is being moved
+//!   between shards; retry after a short backoff (a move pauses a slot for
+//!   a moment, see docs/partitioning.md); metadata as for WRONG_SHARD.
 
 use std::collections::HashMap;
 
@@ -20,6 +23,9 @@ pub const DOMAIN: &str = "anatomy.storage";
 pub const NOT_LEADER: &str = "NOT_LEADER";
 /// The ErrorInfo reason of a request routed to the wrong shard.
 pub const WRONG_SHARD: &str = "WRONG_SHARD";
+
+/// The ErrorInfo reason of a request for a slot in a move.
+pub const SLOT_MOVING: &str = "SLOT_MOVING";
 
 /// The status a follower answers with.
 pub fn not_leader(shard_id: u32, leader_id: Option<u64>, leader_addr: Option<&str>) -> Status {
@@ -44,13 +50,40 @@ pub fn not_leader(shard_id: u32, leader_id: Option<u64>, leader_addr: Option<&st
 
 /// The status a node answers a misrouted request with.
 pub fn wrong_shard(message: String, shard_id: u32, map_version: u64) -> Status {
+    shard_fault(
+        Code::FailedPrecondition,
+        WRONG_SHARD,
+        message,
+        shard_id,
+        map_version,
+    )
+}
+
+/// The status a node answers a request for a slot in a move with.
+pub fn slot_moving(message: String, shard_id: u32, map_version: u64) -> Status {
+    shard_fault(
+        Code::Unavailable,
+        SLOT_MOVING,
+        message,
+        shard_id,
+        map_version,
+    )
+}
+
+fn shard_fault(
+    code: Code,
+    reason: &str,
+    message: String,
+    shard_id: u32,
+    map_version: u64,
+) -> Status {
     let mut meta = HashMap::new();
     meta.insert("shard_id".to_string(), shard_id.to_string());
     meta.insert("map_version".to_string(), map_version.to_string());
     Status::with_error_details(
-        Code::FailedPrecondition,
+        code,
         message,
-        ErrorDetails::with_error_info(WRONG_SHARD, DOMAIN, meta),
+        ErrorDetails::with_error_info(reason, DOMAIN, meta),
     )
 }
 
@@ -67,6 +100,9 @@ pub enum Fault {
     },
     /// The sender's shard map does not match the node's.
     WrongShard { node_map_version: Option<u64> },
+    /// The slot is being moved: the same request succeeds shortly, here
+    /// or (with a newer map) on the slot's new shard.
+    SlotMoving { node_map_version: Option<u64> },
     /// Anything else.
     Other,
 }
@@ -86,13 +122,17 @@ pub fn fault(status: &Status) -> Fault {
             leader_addr: info.metadata.get("leader_addr").cloned(),
         },
         WRONG_SHARD => Fault::WrongShard {
-            node_map_version: info
-                .metadata
-                .get("map_version")
-                .and_then(|v| v.parse().ok()),
+            node_map_version: map_version(&info.metadata),
+        },
+        SLOT_MOVING => Fault::SlotMoving {
+            node_map_version: map_version(&info.metadata),
         },
         _ => Fault::Other,
     }
+}
+
+fn map_version(metadata: &HashMap<String, String>) -> Option<u64> {
+    metadata.get("map_version").and_then(|v| v.parse().ok())
 }
 
 #[cfg(test)]
@@ -123,6 +163,14 @@ mod tests {
             fault(&s),
             Fault::WrongShard {
                 node_map_version: Some(7)
+            }
+        );
+        let s = slot_moving("moving".into(), 1, 8);
+        assert_eq!(s.code(), Code::Unavailable);
+        assert_eq!(
+            fault(&s),
+            Fault::SlotMoving {
+                node_map_version: Some(8)
             }
         );
         assert_eq!(fault(&Status::unavailable("down")), Fault::Other);

@@ -5,7 +5,8 @@
 //!
 //! Retried: NOT_LEADER (at once when the follower named the leader, else
 //! after a backoff), UNAVAILABLE and transport failures (the next replica,
-//! after exponential backoff with full jitter). Not retried: WRONG_SHARD
+//! after exponential backoff with full jitter). SLOT_MOVING waits briefly
+//! and asks again, bounded by the deadline only. Not retried: WRONG_SHARD
 //! (the map is wrong; retrying cannot help) and bad requests. Writes are
 //! retried too, so callers make them conditional: a write that did commit
 //! before its answer was lost fails its conditions on the retry instead of
@@ -355,6 +356,11 @@ impl StorageClient {
     }
 }
 
+/// How long to wait before asking again about a slot in a move: a move
+/// pauses each slot for about as long as its copy takes (tens of
+/// milliseconds for a few slots; docs/partitioning.md).
+const SLOT_MOVING_PAUSE: Duration = Duration::from_millis(25);
+
 /// What a failed attempt on replica `at` of `shard` means, and which
 /// replica to try next: the leader a follower named (at once), else the
 /// next replica after a backoff; a misroute or a bad request is final.
@@ -398,6 +404,15 @@ fn judge<T>(shard: &ShardRoute, at: usize, status: &Status) -> (Step<T, StorageE
                 detail: status.message().to_string(),
             };
             (Step::Fail(wrong), at)
+        }
+        Fault::SlotMoving { .. } => {
+            // A healthy leader pausing one slot for a move: wait and ask it
+            // again. Not a retry (nothing failed), so only the deadline
+            // bounds it; the leader stays the leader.
+            metrics::counter!("storage_client_retries_total",
+                "shard" => shard.spec.id.to_string(), "reason" => "SlotMoving")
+            .increment(1);
+            (Step::Wait(unavailable(), SLOT_MOVING_PAUSE), at)
         }
         Fault::Other if retryable(status.code()) => {
             if shard.breaker.failure() {

@@ -24,6 +24,13 @@ pub enum KvError {
         shard_id: u32,
         map_version: u64,
     },
+    /// The partition's slot is in a move: retry shortly.
+    #[error("{message}")]
+    SlotMoving {
+        message: String,
+        shard_id: u32,
+        map_version: u64,
+    },
     /// The request itself is malformed.
     #[error("{0}")]
     InvalidArgument(String),
@@ -57,6 +64,11 @@ impl From<KvError> for Status {
                 shard_id,
                 map_version,
             } => wire_errors::wrong_shard(message, shard_id, map_version),
+            KvError::SlotMoving {
+                message,
+                shard_id,
+                map_version,
+            } => wire_errors::slot_moving(message, shard_id, map_version),
             KvError::InvalidArgument(m) => Status::invalid_argument(m),
             KvError::Overloaded(m) => Status::resource_exhausted(m),
             KvError::Unavailable(m) => Status::unavailable(m),

@@ -207,10 +207,16 @@ impl StorageNode {
             cfg.raft.snapshot_every,
             cfg.raft.snapshot_growth_percent,
         ));
+        let fence = Fence::new(&cfg.map, &shard);
+        let stored_slots = engine
+            .read()
+            .and_then(|view| fence.slots.load(view.as_ref()));
+        stored_slots.map_err(|e| StartError::Storage(e.to_string()))?;
         let sm = StateMachine::new(
             engine.clone(),
             snapshots.clone(),
             pacing.clone(),
+            fence.slots.clone(),
             cfg.raft.sync_every,
         );
         let network = Network::new(
@@ -239,7 +245,7 @@ impl StorageNode {
             .run(),
         );
         Ok(Self {
-            fence: Fence::new(&cfg.map, &shard),
+            fence,
             proposer: Proposer::spawn(raft.clone(), shard.clone(), cfg.limits),
             reads: ReadBarrier::spawn(raft.clone(), shard),
             me,

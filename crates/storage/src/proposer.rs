@@ -132,7 +132,7 @@ async fn run(log: impl ProposeLog, limits: ProposerLimits, mut rx: mpsc::Receive
         let pending = next_entry(first, &mut rx, &limits);
         let (writes, replies): (Vec<_>, Vec<_>) =
             pending.into_iter().map(|p| (p.batch, p.reply)).unzip();
-        match log.propose(Proposal { writes }).await {
+        match log.propose(Proposal { writes, slot: None }).await {
             Ok(committed) => {
                 tokio::spawn(async move {
                     let result = committed.await;

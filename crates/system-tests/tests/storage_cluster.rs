@@ -227,7 +227,8 @@ async fn misrouted_requests_get_wrong_shard_and_change_nothing() {
         }
     );
 
-    // A stale map version.
+    // Routed to shard 1 but sent to a node of shard 0 (the map version is
+    // not what fences: ownership is, see fence.rs).
     let on_shard_0 = (0..)
         .map(|i| format!("acme/{i}"))
         .find(|p| map.shard_for(p).id == 0)
@@ -235,13 +236,13 @@ async fn misrouted_requests_get_wrong_shard_and_change_nothing() {
     let status = raw
         .write(write(
             pb::Route {
-                shard_id: 0,
-                map_version: 2,
+                shard_id: 1,
+                map_version: 1,
             },
             &on_shard_0,
         ))
         .await
-        .expect_err("stale map");
+        .expect_err("another shard's route");
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
     assert!(matches!(fault(&status), Fault::WrongShard { .. }));
 

@@ -143,7 +143,7 @@ pub fn node_status(node: &StorageNode) -> Result<pb::NodeStatus, Status> {
         slot_end: shard.slot_end,
         keys,
         revision: state.revision,
-        map_version: node.fence.map_version,
+        map_version: node.fence.map_version(),
     })
 }
 

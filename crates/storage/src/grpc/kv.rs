@@ -13,6 +13,7 @@ use crate::engine::scan::{self, ScanQuery, ScanScope};
 use crate::engine::{KeyValue, ScanLimit, item_bytes};
 use crate::error::KvError;
 use crate::node::StorageNode;
+use crate::raft::slots::{Access, MoveId};
 use crate::raft::{Condition, Mutation, WriteBatch, WriteOutcome};
 
 /// Most items one scan returns.
@@ -88,6 +89,10 @@ impl KvService {
             pb::ReadConsistency::Linearizable => self.node.reads.wait().await?,
         }
         let view = self.node.engine_view()?;
+        // Again, now that the view is taken: a move applied since the first
+        // check published its slot table before its data (apply.rs), so a
+        // view that lacks a released slot's items is caught here.
+        self.node.fence.check_partition(&req.partition)?;
         let items = req
             .keys
             .into_iter()
@@ -118,11 +123,21 @@ impl KvService {
         } as usize;
         self.node.reads.wait().await?;
         let view = self.node.engine_view()?;
+        if let Some(partition) = partition {
+            self.node.fence.check_partition(partition)?;
+        }
         let bound = ScanLimit {
             items: limit + 1,
             bytes: MAX_SCAN_BYTES,
         };
-        let mut found = view.scan(&range, bound, &keep)?;
+        // Across partitions, only those in slots owned here now: not the
+        // items of a slot being copied in, nor of one frozen for a move
+        // (its new owner lists them once it takes over).
+        let table = self.node.fence.slots.current();
+        let owned =
+            |flat: &[u8]| split_key(flat).is_some_and(|(_, p, _)| table.access(p) == Access::Serve);
+        let keep_owned = |flat: &[u8]| keep(flat) && (partition.is_some() || owned(flat));
+        let mut found = view.scan(&range, bound, &keep_owned)?;
         let full = found.iter().map(item_bytes).sum::<usize>() >= MAX_SCAN_BYTES;
         let more = found.len() > limit || full;
         found.truncate(limit);
@@ -159,7 +174,40 @@ impl KvService {
                     })
                     .collect(),
             },
+            WriteOutcome::Refused {
+                partition,
+                slot,
+                moving,
+                map_version,
+            } => return Err(self.refused(&partition, slot, moving, map_version)),
         })
+    }
+
+    /// The error of a write its shard refused when applying it.
+    fn refused(
+        &self,
+        partition: &str,
+        slot: u32,
+        moving: Option<MoveId>,
+        map_version: u64,
+    ) -> KvError {
+        let shard_id = self.node.shard().id;
+        match moving {
+            Some(move_id) => KvError::SlotMoving {
+                message: format!(
+                    "partition {partition:?} is in slot {slot}, which move {move_id} froze while the write was on its way: retry shortly"
+                ),
+                shard_id,
+                map_version,
+            },
+            None => KvError::WrongShard {
+                message: format!(
+                    "partition {partition:?} is in slot {slot}, which shard {shard_id} gave away while the write was on its way"
+                ),
+                shard_id,
+                map_version,
+            },
+        }
     }
 }
 

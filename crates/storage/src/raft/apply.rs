@@ -1,17 +1,22 @@
-//! Applying committed entries to the engine: conditions are checked and
-//! mutations staged in an overlay over one read view, so later batches of
-//! the same apply call see earlier ones; then everything (data and
-//! metadata) is committed in one engine transaction.
+//! Applying committed entries to the engine: ownership is checked, then
+//! conditions, and mutations staged in an overlay over one read view, so
+//! later batches of the same apply call see earlier ones; then everything
+//! (data, metadata and a changed slot table) is committed in one engine
+//! transaction.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use openraft::EntryPayload;
 
 use super::applied::Applied;
+use super::slots::{
+    Access, IngestItem, MoveId, SLOT_TABLE_KEY, SlotCell, SlotCommand, SlotCommandError, SlotTable,
+};
 use super::types::{
     ConditionFailure, Entry, ProposalOutcome, StoredMembership, WriteBatch, WriteOutcome,
 };
-use crate::engine::keys::item_key;
+use crate::engine::keys::{item_key, split_key};
 use crate::engine::{ChangeSet, Engine, EngineError, Meta, ReadView, Stored};
 
 /// Staged writes on top of a read view.
@@ -19,6 +24,10 @@ struct Overlay<'a> {
     view: &'a dyn ReadView,
     writes: BTreeMap<Vec<u8>, Option<Stored>>,
     meta: Meta,
+    /// The slot table as of the view, and as changed by slot commands of
+    /// this apply call (copied only when one changes it).
+    slots: Arc<SlotTable>,
+    changed_slots: Option<SlotTable>,
 }
 
 impl Overlay<'_> {
@@ -33,7 +42,38 @@ impl Overlay<'_> {
         Ok(self.get(key)?.map_or(0, |s| s.version))
     }
 
+    fn slot_table(&self) -> &SlotTable {
+        self.changed_slots.as_ref().unwrap_or(&self.slots)
+    }
+
+    /// The first partition of the batch this shard may not write now.
+    fn refusal(&self, batch: &WriteBatch) -> Option<WriteOutcome> {
+        let table = self.slot_table();
+        std::iter::once(batch.partition.as_str())
+            .chain(batch.other_partitions())
+            .find_map(|partition| match table.access(partition) {
+                Access::Serve => None,
+                Access::NotOwned { slot } => Some(WriteOutcome::Refused {
+                    partition: partition.to_string(),
+                    slot,
+                    moving: None,
+                    map_version: table.map_version,
+                }),
+                Access::Moving { slot, move_id } => Some(WriteOutcome::Refused {
+                    partition: partition.to_string(),
+                    slot,
+                    moving: Some(move_id),
+                    map_version: table.map_version,
+                }),
+            })
+    }
+
     fn apply_batch(&mut self, batch: WriteBatch) -> Result<WriteOutcome, EngineError> {
+        // Checked here, at apply time, and not only by the handler: a write
+        // that raced a freeze is refused by every replica alike.
+        if let Some(refused) = self.refusal(&batch) {
+            return Ok(refused);
+        }
         let mut failures = Vec::new();
         for c in batch.conditions {
             let partition = c.partition.unwrap_or_else(|| batch.partition.clone());
@@ -69,12 +109,99 @@ impl Overlay<'_> {
         }
         Ok(WriteOutcome::Applied { revision })
     }
+
+    /// Applies one slot command; a refused one changes nothing.
+    fn apply_slot_command(
+        &mut self,
+        command: SlotCommand,
+    ) -> Result<Result<(), SlotCommandError>, EngineError> {
+        let mut table = self.slot_table().clone();
+        let effect = match table.apply(&command) {
+            Ok(effect) => effect,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        if let SlotCommand::Ingest { move_id, items } = command
+            && let Err(refused) = self.ingest(&table, move_id, items)
+        {
+            return Ok(Err(refused));
+        }
+        if !effect.drop_slots.is_empty() {
+            self.drop_slots(&table, &effect.drop_slots)?;
+        }
+        self.changed_slots = Some(table);
+        Ok(Ok(()))
+    }
+
+    /// Writes copied items, with the versions the source gave them. The
+    /// revision is raised past every one of them, so a version this shard
+    /// hands out later can never equal an older copied one.
+    fn ingest(
+        &mut self,
+        table: &SlotTable,
+        move_id: MoveId,
+        items: Vec<IngestItem>,
+    ) -> Result<(), SlotCommandError> {
+        for item in &items {
+            let importing = split_key(&item.key)
+                .filter(|(t, _, _)| !t.is_empty())
+                .is_some_and(|(_, partition, _)| table.importing(partition, move_id));
+            if !importing {
+                return Err(SlotCommandError(format!(
+                    "an ingested item of move {move_id} is not in a slot it imports"
+                )));
+            }
+        }
+        for item in items {
+            self.meta.revision = self.meta.revision.max(item.version);
+            let stored = Stored {
+                version: item.version,
+                value: item.value,
+            };
+            self.writes.insert(item.key, Some(stored));
+        }
+        Ok(())
+    }
+
+    /// Deletes every item of these slots: committed ones and staged ones.
+    fn drop_slots(&mut self, table: &SlotTable, slots: &[u32]) -> Result<(), EngineError> {
+        let mut dropped = vec![false; table.slot_count() as usize];
+        for &slot in slots {
+            if let Some(d) = dropped.get_mut(slot as usize) {
+                *d = true;
+            }
+        }
+        let in_dropped = |key: &[u8]| {
+            split_key(key)
+                .filter(|(t, _, _)| !t.is_empty())
+                .is_some_and(|(_, partition, _)| {
+                    dropped
+                        .get(table.slot(partition) as usize)
+                        .copied()
+                        .unwrap_or(false)
+                })
+        };
+        let mut doomed = Vec::new();
+        for item in self.view.iter_all()? {
+            let (key, _) = item?;
+            if in_dropped(&key) {
+                doomed.push(key);
+            }
+        }
+        doomed.extend(self.writes.keys().filter(|k| in_dropped(k)).cloned());
+        for key in doomed {
+            self.writes.insert(key, None);
+        }
+        Ok(())
+    }
 }
 
 /// Applies `entries` in order and commits the result; returns one outcome
-/// per entry (empty for blank and membership entries).
+/// per entry (empty for blank and membership entries). A changed slot
+/// table is published to `slots` before the commit, so a reader that sees
+/// the commit's data also sees the table that allowed it (see kv.rs).
 pub fn apply_entries(
     engine: &dyn Engine,
+    slots: &SlotCell,
     entries: Vec<Entry>,
     durable: bool,
 ) -> Result<Vec<ProposalOutcome>, EngineError> {
@@ -85,6 +212,8 @@ pub fn apply_entries(
         view: view.as_ref(),
         writes: BTreeMap::new(),
         meta,
+        slots: slots.current(),
+        changed_slots: None,
     };
     let mut outcomes = Vec::with_capacity(entries.len());
     for entry in entries {
@@ -97,6 +226,10 @@ pub fn apply_entries(
                     .into_iter()
                     .map(|b| overlay.apply_batch(b))
                     .collect::<Result<_, _>>()?,
+                slot: proposal
+                    .slot
+                    .map(|c| overlay.apply_slot_command(c))
+                    .transpose()?,
             },
             EntryPayload::Membership(m) => {
                 applied.membership = StoredMembership::new(Some(entry.log_id), m);
@@ -106,10 +239,21 @@ pub fn apply_entries(
         outcomes.push(outcome);
     }
     let Overlay {
-        writes, mut meta, ..
+        mut writes,
+        mut meta,
+        changed_slots,
+        ..
     } = overlay;
     applied.record(&mut meta)?;
     drop(view);
+    if let Some(table) = changed_slots {
+        let stored = Stored {
+            version: 0,
+            value: table.encode()?,
+        };
+        writes.insert(SLOT_TABLE_KEY.to_vec(), Some(stored));
+        slots.set(table);
+    }
     engine.commit(ChangeSet {
         writes,
         meta,
@@ -124,13 +268,19 @@ mod tests {
 
     use super::*;
     use crate::engine::memory::MemEngine;
+    use crate::raft::slots::IngestItem;
     use crate::raft::types::{Condition, Mutation, Proposal};
 
     fn entry(index: u64, writes: Vec<WriteBatch>) -> Entry {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(Proposal { writes }),
+            payload: EntryPayload::Normal(Proposal { writes, slot: None }),
         }
+    }
+
+    /// A slot table owning every slot.
+    fn everything() -> SlotCell {
+        SlotCell::new(SlotTable::owning_range(1, 1024, 0, 1024))
     }
 
     fn put(table: &str, key: &str, value: &str) -> Mutation {
@@ -174,8 +324,13 @@ mod tests {
             vec![expect("account", "", 1)],
             vec![put("account", "", "v3")],
         );
-        let out = apply_entries(&engine, vec![entry(1, vec![create, again, update])], false)
-            .expect("apply");
+        let out = apply_entries(
+            &engine,
+            &everything(),
+            vec![entry(1, vec![create, again, update])],
+            false,
+        )
+        .expect("apply");
         let outcomes = &out[0].outcomes;
         assert_eq!(outcomes[0], WriteOutcome::Applied { revision: 1 });
         assert_eq!(
@@ -218,8 +373,13 @@ mod tests {
         b_absent.partition = Some("acme/b".into());
         let refused = batch(vec![b_absent], vec![debit.clone(), credit.clone()]);
         let both = batch(vec![], vec![debit, credit]);
-        let out =
-            apply_entries(&engine, vec![entry(1, vec![refused, both])], false).expect("apply");
+        let out = apply_entries(
+            &engine,
+            &everything(),
+            vec![entry(1, vec![refused, both])],
+            false,
+        )
+        .expect("apply");
         assert!(
             matches!(&out[0].outcomes[0], WriteOutcome::Rejected { failures } if failures[0].partition == "acme/b")
         );
@@ -249,6 +409,7 @@ mod tests {
         );
         apply_entries(
             &engine,
+            &everything(),
             vec![entry(1, vec![add]), entry(2, vec![del])],
             true,
         )
@@ -261,5 +422,177 @@ mod tests {
             ),
             (2, 1)
         );
+    }
+
+    fn command(index: u64, command: SlotCommand) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Proposal {
+                writes: vec![],
+                slot: Some(command),
+            }),
+        }
+    }
+
+    fn slot_of_a(cell: &SlotCell) -> u32 {
+        cell.current().slot("acme/a")
+    }
+
+    #[test]
+    fn a_write_racing_a_freeze_is_refused_when_applied() {
+        let engine = MemEngine::new();
+        let cell = everything();
+        let slot = slot_of_a(&cell);
+        let freeze = SlotCommand::Freeze {
+            move_id: 4,
+            slots: vec![slot],
+        };
+        let write = batch(vec![], vec![put("account", "", "v1")]);
+        let out = apply_entries(
+            &engine,
+            &cell,
+            vec![command(1, freeze), entry(2, vec![write])],
+            false,
+        )
+        .expect("apply");
+        assert_eq!(out[0].slot, Some(Ok(())));
+        assert_eq!(
+            out[1].outcomes[0],
+            WriteOutcome::Refused {
+                partition: "acme/a".into(),
+                slot,
+                moving: Some(4),
+                map_version: 1,
+            }
+        );
+        let view = engine.read().expect("read");
+        assert_eq!(
+            view.get(&item_key("account", "acme/a", b"")).expect("get"),
+            None
+        );
+        assert_eq!(
+            SlotTable::stored(view.as_ref()).expect("stored"),
+            Some((*cell.current()).clone()),
+            "the table is stored with the data and published"
+        );
+    }
+
+    #[test]
+    fn ingested_items_keep_their_versions_and_raise_the_revision() {
+        let engine = MemEngine::new();
+        let cell = SlotCell::new(SlotTable::owning_range(1, 1024, 0, 0));
+        let slot = slot_of_a(&cell);
+        let key = item_key("account", "acme/a", b"");
+        let item = IngestItem {
+            key: key.clone(),
+            version: 41,
+            value: b"copied".to_vec(),
+        };
+        let stray = IngestItem {
+            key: item_key("account", "acme/other", b""),
+            ..item.clone()
+        };
+        let steps = vec![
+            command(
+                1,
+                SlotCommand::Import {
+                    move_id: 2,
+                    slots: vec![slot],
+                },
+            ),
+            command(
+                2,
+                SlotCommand::Ingest {
+                    move_id: 2,
+                    items: vec![item.clone(), stray],
+                },
+            ),
+            command(
+                3,
+                SlotCommand::Ingest {
+                    move_id: 2,
+                    items: vec![item],
+                },
+            ),
+            command(
+                4,
+                SlotCommand::Activate {
+                    move_id: 2,
+                    map_version: 2,
+                },
+            ),
+            entry(
+                5,
+                vec![batch(
+                    vec![expect("account", "", 41)],
+                    vec![put("account", "", "v2")],
+                )],
+            ),
+        ];
+        let out = apply_entries(&engine, &cell, steps, false).expect("apply");
+        assert!(
+            matches!(&out[1].slot, Some(Err(e)) if e.0.contains("not in a slot")),
+            "an item outside the move's slots refuses the whole chunk: {:?}",
+            out[1].slot
+        );
+        assert_eq!(out[2].slot, Some(Ok(())));
+        assert_eq!(out[4].outcomes[0], WriteOutcome::Applied { revision: 42 });
+        let view = engine.read().expect("read");
+        let got = view.get(&key).expect("get").expect("present");
+        assert_eq!((got.version, got.value), (42, b"v2".to_vec()));
+    }
+
+    #[test]
+    fn a_release_deletes_the_slots_data_and_nothing_else() {
+        let engine = MemEngine::new();
+        let cell = everything();
+        let a = slot_of_a(&cell);
+        let mut other = batch(vec![], vec![put("account", "", "b")]);
+        other.partition = (0..)
+            .map(|i| format!("acme/{i}"))
+            .find(|p| cell.current().slot(p) != a)
+            .unwrap_or_default();
+        let steps = vec![
+            entry(
+                1,
+                vec![
+                    batch(
+                        vec![],
+                        vec![put("account", "", "a"), put("entry", "1", "e")],
+                    ),
+                    other.clone(),
+                ],
+            ),
+            command(
+                2,
+                SlotCommand::Freeze {
+                    move_id: 8,
+                    slots: vec![a],
+                },
+            ),
+            command(
+                3,
+                SlotCommand::Release {
+                    move_id: 8,
+                    map_version: 3,
+                },
+            ),
+        ];
+        apply_entries(&engine, &cell, steps, true).expect("apply");
+        let view = engine.read().expect("read");
+        assert_eq!(
+            view.get(&item_key("account", "acme/a", b"")).expect("get"),
+            None
+        );
+        assert_eq!(
+            view.get(&item_key("entry", "acme/a", b"1")).expect("get"),
+            None
+        );
+        assert!(
+            view.get(&item_key("account", &other.partition, b""))
+                .expect("get")
+                .is_some()
+        );
+        assert_eq!(cell.current().map_version, 3);
     }
 }

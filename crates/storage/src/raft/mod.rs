@@ -9,6 +9,7 @@ pub mod applied;
 pub mod apply;
 pub mod log_store;
 pub mod metrics;
+pub mod slots;
 pub mod snapshot;
 pub mod snapshot_file;
 pub mod snapshot_pacing;

@@ -13,6 +13,7 @@ use openraft::{OptionalSend, RaftSnapshotBuilder, StorageIOError};
 
 use super::applied::Applied;
 use super::apply::apply_entries;
+use super::slots::SlotCell;
 use super::snapshot::{Current, SnapshotDir};
 use super::snapshot_file::{SnapshotReader, verify};
 use super::snapshot_pacing::SnapshotPacing;
@@ -46,6 +47,7 @@ pub struct StateMachine<E: Engine> {
     engine: Arc<E>,
     snapshots: SnapshotDir,
     pacing: Arc<SnapshotPacing>,
+    slots: SlotCell,
     receiving: Option<PathBuf>,
     sync_every: u64,
     applied_since_sync: u64,
@@ -54,17 +56,20 @@ pub struct StateMachine<E: Engine> {
 impl<E: Engine> StateMachine<E> {
     /// A state machine over `engine`, keeping snapshots in `snapshots`,
     /// fsyncing the engine at least every `sync_every` applies, and
-    /// telling `pacing` what it applies and what its snapshots weigh.
+    /// telling `pacing` what it applies and what its snapshots weigh, and
+    /// `slots` which slots the shard owns.
     pub fn new(
         engine: Arc<E>,
         snapshots: SnapshotDir,
         pacing: Arc<SnapshotPacing>,
+        slots: SlotCell,
         sync_every: u64,
     ) -> Self {
         Self {
             engine,
             snapshots,
             pacing,
+            slots,
             receiving: None,
             sync_every: sync_every.max(1),
             applied_since_sync: 0,
@@ -149,7 +154,7 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
         if durable {
             self.applied_since_sync = 0;
         }
-        apply_entries(self.engine.as_ref(), entries, durable).map_err(sm_err)
+        apply_entries(self.engine.as_ref(), &self.slots, entries, durable).map_err(sm_err)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -193,9 +198,13 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
         let snapshots = self.snapshots.clone();
         let meta = meta.clone();
         let size = file_size(&path);
-        blocking(move || install(engine.as_ref(), &snapshots, &path, &meta))
-            .await
-            .map_err(snap_err)?;
+        let slots = self.slots.clone();
+        blocking(move || {
+            install(engine.as_ref(), &snapshots, &path, &meta)?;
+            slots.load(engine.read()?.as_ref())
+        })
+        .await
+        .map_err(snap_err)?;
         self.pacing.building();
         self.pacing.current_size(size);
         Ok(())
@@ -287,6 +296,7 @@ mod tests {
     use crate::engine::memory::MemEngine;
     use crate::engine::redb::RedbEngine;
     use crate::raft::log_store::LogStore;
+    use crate::raft::slots::SlotTable;
     use crate::raft::wal_store::{WalLimits, WalLogStore};
 
     /// Builds a log store and a state machine in a fresh temp dir.
@@ -304,7 +314,9 @@ mod tests {
             let log = (self.0)(dir.path());
             let snapshots = SnapshotDir::open(dir.path().join("snapshots")).map_err(snap_err)?;
             let pacing = Arc::new(SnapshotPacing::new(10_000, 25));
-            let sm = StateMachine::new(Arc::new((self.1)(dir.path())), snapshots, pacing, 64);
+            let slots = SlotCell::new(SlotTable::owning_range(1, 1024, 0, 1024));
+            let sm =
+                StateMachine::new(Arc::new((self.1)(dir.path())), snapshots, pacing, slots, 64);
             Ok((dir, log, sm))
         }
     }

@@ -5,6 +5,8 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
+use super::slots::{MoveId, SlotCommand, SlotCommandError};
+
 /// A replica's Raft node id: its replica id in the shard map (1-based).
 pub type NodeId = u64;
 
@@ -27,23 +29,32 @@ openraft::declare_raft_types!(
 type _CursorInScope = Cursor<Vec<u8>>;
 
 /// One Raft log entry's payload: the write batches the proposer gathered
-/// while the previous entry was being appended (group commit).
+/// while the previous entry was being appended (group commit), or a change
+/// of slot ownership (see `slots`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
     pub writes: Vec<WriteBatch>,
+    pub slot: Option<SlotCommand>,
 }
 
 impl Proposal {
     /// The bytes its mutations write: partitions, tables, keys and values.
     pub fn written_bytes(&self) -> u64 {
+        let ingested = match &self.slot {
+            Some(SlotCommand::Ingest { items, .. }) => {
+                items.iter().map(|i| i.key.len() + i.value.len()).sum()
+            }
+            _ => 0,
+        };
         let batches = self.writes.iter();
-        batches
+        let written: usize = batches
             .flat_map(|b| b.mutations.iter().map(move |m| (b, m)))
             .map(|(b, m)| {
                 let partition = m.partition.as_ref().unwrap_or(&b.partition);
                 partition.len() + m.table.len() + m.key.len() + m.value.as_ref().map_or(0, Vec::len)
             })
-            .sum::<usize>() as u64
+            .sum();
+        (written + ingested) as u64
     }
 }
 
@@ -107,12 +118,22 @@ pub enum WriteOutcome {
     Applied { revision: u64 },
     /// Nothing was written.
     Rejected { failures: Vec<ConditionFailure> },
+    /// Nothing was written: this shard does not own the partition's slot
+    /// (`moving` None), or the slot is in a move (retry shortly).
+    Refused {
+        partition: String,
+        slot: u32,
+        moving: Option<MoveId>,
+        map_version: u64,
+    },
 }
 
 /// One outcome per write batch of the proposal, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProposalOutcome {
     pub outcomes: Vec<WriteOutcome>,
+    /// What the slot command did, when the entry carried one.
+    pub slot: Option<Result<(), SlotCommandError>>,
 }
 
 /// Shorthands for openraft's generic types over this config.

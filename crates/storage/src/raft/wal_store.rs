@@ -398,6 +398,7 @@ mod tests {
                     partition: "acme/alice".into(),
                     ..Default::default()
                 }],
+                slot: None,
             })
         };
         store

@@ -1,0 +1,505 @@
+//! Which slots this shard owns, as its own Raft log says.
+//!
+//! Ownership is state-machine state, not configuration: it changes only
+//! through slot commands committed in the shard's log, so every replica
+//! agrees on it at every log index, and a write is checked against it when
+//! it is *applied*, not only when it arrives. A write that raced a move
+//! (checked in the handler while the slot was owned, committed after the
+//! slot was frozen) is refused when applied, and changes nothing.
+//!
+//! A slot is in one of four states on each shard:
+//! - not owned: requests for it get WRONG_SHARD;
+//! - owned: served;
+//! - frozen (on the source of a move): refused with SLOT_MOVING, which is
+//!   retryable; the data stays until the move releases it;
+//! - importing (on the destination): refused with SLOT_MOVING; only the
+//!   move's own ingests write to it.
+//!
+//! A move goes: the destination imports (slots importing, no data), the
+//! source freezes (everything written before the freeze is what gets
+//! copied; nothing is written after it), the copy is ingested in chunks,
+//! the destination activates (slots owned), the source releases (slots not
+//! owned, its copy of their data deleted). Before the destination
+//! activates, a move can be undone: the source unfreezes, the destination
+//! abandons (its partial copy deleted). See docs/partitioning.md.
+//!
+//! The table is stored under one reserved engine key that no item can have
+//! (tables are never empty), written only when it changes; a shard that
+//! never took part in a move has no such key and owns what the static
+//! shard map gave it.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use storage_api::shard_map::slot_of;
+use tokio::sync::watch;
+
+use crate::engine::{EngineError, ReadView};
+
+/// A move's id, chosen by whoever drives it; every step names it, so a step
+/// repeated (a retried RPC, a resumed driver) does nothing new.
+pub type MoveId = u64;
+
+/// The engine key the table is stored under: the flat key of table "",
+/// partition "", key "slots" — tables must not be empty, so no item has it.
+pub const SLOT_TABLE_KEY: &[u8] = b"\0\0slots";
+
+/// One slot's state on this shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SlotState {
+    NotOwned,
+    Owned,
+    /// The source side of a move: refused (retryable), data kept.
+    Frozen(MoveId),
+    /// The destination side of a move: refused (retryable), being copied in.
+    Importing(MoveId),
+}
+
+/// Every slot's state on this shard, and the newest shard-map version the
+/// shard has taken part in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotTable {
+    pub map_version: u64,
+    pub states: Vec<SlotState>,
+}
+
+/// Whether a partition may be served here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Serve,
+    NotOwned { slot: u32 },
+    Moving { slot: u32, move_id: MoveId },
+}
+
+/// A change of ownership, committed in the shard's Raft log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SlotCommand {
+    /// Destination: these slots (not owned here) start importing.
+    Import { move_id: MoveId, slots: Vec<u32> },
+    /// Destination: items copied from the source (flat engine keys, with
+    /// the versions the source gave them). Each must be in an importing
+    /// slot of this move. Idempotent.
+    Ingest {
+        move_id: MoveId,
+        items: Vec<IngestItem>,
+    },
+    /// Destination: the move's slots are owned from now on.
+    Activate { move_id: MoveId, map_version: u64 },
+    /// Destination, undoing a move: its slots are not owned, the partial
+    /// copy is deleted.
+    Abandon { move_id: MoveId },
+    /// Source: these owned slots are frozen for the move.
+    Freeze { move_id: MoveId, slots: Vec<u32> },
+    /// Source, undoing a move: its frozen slots are owned again.
+    Unfreeze { move_id: MoveId },
+    /// Source, after the destination activated: its frozen slots are not
+    /// owned any more, and their data here is deleted.
+    Release { move_id: MoveId, map_version: u64 },
+}
+
+/// One copied item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestItem {
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    pub version: u64,
+    #[serde(with = "serde_bytes")]
+    pub value: Vec<u8>,
+}
+
+/// Why a slot command was refused (nothing changed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("{0}")]
+pub struct SlotCommandError(pub String);
+
+/// What a slot command leaves for the apply step to do with the data.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DataEffect {
+    /// Slots whose items on this shard are to be deleted.
+    pub drop_slots: Vec<u32>,
+}
+
+impl SlotTable {
+    /// A table owning `[start, end)` of `slot_count` slots.
+    pub fn owning_range(map_version: u64, slot_count: u32, start: u32, end: u32) -> Self {
+        let states = (0..slot_count.max(1))
+            .map(|s| {
+                if (start..end).contains(&s) {
+                    SlotState::Owned
+                } else {
+                    SlotState::NotOwned
+                }
+            })
+            .collect();
+        Self {
+            map_version,
+            states,
+        }
+    }
+
+    /// How many slots the map has.
+    pub fn slot_count(&self) -> u32 {
+        u32::try_from(self.states.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The slot a partition hashes to.
+    pub fn slot(&self, partition: &str) -> u32 {
+        slot_of(partition, self.slot_count())
+    }
+
+    /// The state of one slot (NotOwned outside the table).
+    pub fn state(&self, slot: u32) -> SlotState {
+        self.states
+            .get(slot as usize)
+            .copied()
+            .unwrap_or(SlotState::NotOwned)
+    }
+
+    /// Whether a partition may be served here now.
+    pub fn access(&self, partition: &str) -> Access {
+        self.access_slot(self.slot(partition))
+    }
+
+    /// Whether a slot may be served here now.
+    pub fn access_slot(&self, slot: u32) -> Access {
+        match self.state(slot) {
+            SlotState::Owned => Access::Serve,
+            SlotState::NotOwned => Access::NotOwned { slot },
+            SlotState::Frozen(move_id) | SlotState::Importing(move_id) => {
+                Access::Moving { slot, move_id }
+            }
+        }
+    }
+
+    /// Whether an ingested item's partition is importing for `move_id`.
+    pub fn importing(&self, partition: &str, move_id: MoveId) -> bool {
+        self.state(self.slot(partition)) == SlotState::Importing(move_id)
+    }
+
+    /// The owned slots as `[start, end)` ranges, in order.
+    pub fn owned_ranges(&self) -> Vec<(u32, u32)> {
+        ranges(&self.states, |s| s == SlotState::Owned)
+    }
+
+    /// Slots in a move, whatever their side: (slot, state).
+    pub fn moving(&self) -> Vec<(u32, SlotState)> {
+        (0..self.slot_count())
+            .map(|s| (s, self.state(s)))
+            .filter(|(_, st)| matches!(st, SlotState::Frozen(_) | SlotState::Importing(_)))
+            .collect()
+    }
+
+    /// Applies a slot command to the table (Ingest only checks that the
+    /// move is importing something). Refused commands change nothing.
+    pub fn apply(&mut self, command: &SlotCommand) -> Result<DataEffect, SlotCommandError> {
+        let mut next = self.clone();
+        let effect = next.apply_in_place(command)?;
+        *self = next;
+        Ok(effect)
+    }
+
+    fn apply_in_place(&mut self, command: &SlotCommand) -> Result<DataEffect, SlotCommandError> {
+        use SlotState::{Frozen, Importing, NotOwned, Owned};
+        match command {
+            SlotCommand::Import { move_id, slots } => {
+                self.change(slots, |st| match st {
+                    NotOwned => Some(Importing(*move_id)),
+                    Importing(m) if m == *move_id => Some(st),
+                    _ => None,
+                })?;
+                Ok(DataEffect::default())
+            }
+            SlotCommand::Freeze { move_id, slots } => {
+                self.change(slots, |st| match st {
+                    Owned => Some(Frozen(*move_id)),
+                    Frozen(m) if m == *move_id => Some(st),
+                    _ => None,
+                })?;
+                Ok(DataEffect::default())
+            }
+            SlotCommand::Ingest { move_id, .. } => {
+                if self.slots_in(Importing(*move_id)).is_empty() {
+                    return Err(SlotCommandError(format!(
+                        "move {move_id} is importing nothing on this shard"
+                    )));
+                }
+                Ok(DataEffect::default())
+            }
+            SlotCommand::Activate {
+                move_id,
+                map_version,
+            } => {
+                self.settle(Importing(*move_id), Owned, Some(*map_version));
+                Ok(DataEffect::default())
+            }
+            SlotCommand::Unfreeze { move_id } => {
+                self.settle(Frozen(*move_id), Owned, None);
+                Ok(DataEffect::default())
+            }
+            SlotCommand::Abandon { move_id } => Ok(DataEffect {
+                drop_slots: self.settle(Importing(*move_id), NotOwned, None),
+            }),
+            SlotCommand::Release {
+                move_id,
+                map_version,
+            } => Ok(DataEffect {
+                drop_slots: self.settle(Frozen(*move_id), NotOwned, Some(*map_version)),
+            }),
+        }
+    }
+
+    /// Moves every slot listed through `step` (None = refused), all or none.
+    fn change(
+        &mut self,
+        slots: &[u32],
+        step: impl Fn(SlotState) -> Option<SlotState>,
+    ) -> Result<(), SlotCommandError> {
+        if slots.is_empty() {
+            return Err(SlotCommandError("a move needs at least one slot".into()));
+        }
+        let mut next = self.states.clone();
+        for &slot in slots {
+            let state = self.state(slot);
+            let to = step(state)
+                .filter(|_| slot < self.slot_count())
+                .ok_or_else(|| {
+                    SlotCommandError(format!("slot {slot} is {state:?} on this shard"))
+                })?;
+            next[slot as usize] = to;
+        }
+        self.states = next;
+        Ok(())
+    }
+
+    /// Every slot in `from` goes to `to`; returns those slots. Repeating it
+    /// finds none, so a repeated step is a no-op.
+    fn settle(&mut self, from: SlotState, to: SlotState, map_version: Option<u64>) -> Vec<u32> {
+        let slots = self.slots_in(from);
+        for &slot in &slots {
+            self.states[slot as usize] = to;
+        }
+        if let Some(v) = map_version {
+            self.map_version = self.map_version.max(v);
+        }
+        slots
+    }
+
+    fn slots_in(&self, wanted: SlotState) -> Vec<u32> {
+        (0..self.slot_count())
+            .filter(|&s| self.state(s) == wanted)
+            .collect()
+    }
+
+    /// Encodes the table for the engine.
+    pub fn encode(&self) -> Result<Vec<u8>, EngineError> {
+        postcard::to_stdvec(self).map_err(|e| EngineError::new("encode the slot table", e))
+    }
+
+    /// The table stored in `view`, if one was ever stored.
+    pub fn stored(view: &dyn ReadView) -> Result<Option<Self>, EngineError> {
+        view.get(SLOT_TABLE_KEY)?
+            .map(|s| {
+                postcard::from_bytes(&s.value)
+                    .map_err(|e| EngineError::new("decode the slot table", e))
+            })
+            .transpose()
+    }
+}
+
+/// `[start, end)` runs of slots whose state passes `keep`.
+fn ranges(states: &[SlotState], keep: impl Fn(SlotState) -> bool) -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for (i, st) in states.iter().enumerate() {
+        let slot = u32::try_from(i).unwrap_or(u32::MAX);
+        if !keep(*st) {
+            continue;
+        }
+        match out.last_mut() {
+            Some((_, end)) if *end == slot => *end = slot + 1,
+            _ => out.push((slot, slot + 1)),
+        }
+    }
+    out
+}
+
+/// Slot ranges as text, e.g. `0..100, 300..341` (empty: `none`).
+pub fn show_ranges(ranges: &[(u32, u32)]) -> String {
+    if ranges.is_empty() {
+        return "none".into();
+    }
+    ranges
+        .iter()
+        .map(|(a, b)| format!("{a}..{b}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The live table, shared by the state machine (which sets it as it
+/// applies) and the request handlers (which read it).
+#[derive(Debug, Clone)]
+pub struct SlotCell {
+    /// What the static shard map gives, for an engine with no stored table.
+    initial: Arc<SlotTable>,
+    current: Arc<watch::Sender<Arc<SlotTable>>>,
+}
+
+impl SlotCell {
+    /// A cell starting at the static map's table.
+    pub fn new(initial: SlotTable) -> Self {
+        let initial = Arc::new(initial);
+        let (current, _) = watch::channel(initial.clone());
+        Self {
+            initial,
+            current: Arc::new(current),
+        }
+    }
+
+    /// The table as last applied.
+    pub fn current(&self) -> Arc<SlotTable> {
+        self.current.borrow().clone()
+    }
+
+    /// Sets the table.
+    pub fn set(&self, table: SlotTable) {
+        self.current.send_replace(Arc::new(table));
+    }
+
+    /// Sets the table from what `view` holds (the initial one if nothing).
+    pub fn load(&self, view: &dyn ReadView) -> Result<(), EngineError> {
+        let table = SlotTable::stored(view)?.unwrap_or_else(|| (*self.initial).clone());
+        self.set(table);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> SlotTable {
+        SlotTable::owning_range(1, 8, 0, 4)
+    }
+
+    #[test]
+    fn a_range_table_owns_its_range_only() {
+        let t = table();
+        assert_eq!(t.owned_ranges(), vec![(0, 4)]);
+        assert_eq!(t.state(3), SlotState::Owned);
+        assert_eq!(t.state(4), SlotState::NotOwned);
+        assert_eq!(t.state(99), SlotState::NotOwned);
+    }
+
+    #[test]
+    fn a_source_freezes_then_releases_and_drops_the_data() {
+        let mut t = table();
+        t.apply(&SlotCommand::Freeze {
+            move_id: 7,
+            slots: vec![1, 2],
+        })
+        .expect("freeze");
+        assert_eq!(t.state(1), SlotState::Frozen(7));
+        let effect = t
+            .apply(&SlotCommand::Release {
+                move_id: 7,
+                map_version: 2,
+            })
+            .expect("release");
+        assert_eq!(effect.drop_slots, vec![1, 2]);
+        assert_eq!(t.owned_ranges(), vec![(0, 1), (3, 4)]);
+        assert_eq!(t.map_version, 2);
+        let again = t
+            .apply(&SlotCommand::Release {
+                move_id: 7,
+                map_version: 2,
+            })
+            .expect("a repeated release");
+        assert!(again.drop_slots.is_empty(), "a repeat changes nothing");
+    }
+
+    #[test]
+    fn a_destination_imports_then_activates() {
+        let mut t = table();
+        t.apply(&SlotCommand::Import {
+            move_id: 3,
+            slots: vec![5, 6],
+        })
+        .expect("import");
+        assert_eq!(
+            t.access_slot(5),
+            Access::Moving {
+                slot: 5,
+                move_id: 3
+            }
+        );
+        t.apply(&SlotCommand::Activate {
+            move_id: 3,
+            map_version: 4,
+        })
+        .expect("activate");
+        assert_eq!(t.owned_ranges(), vec![(0, 4), (5, 7)]);
+        assert_eq!(t.map_version, 4);
+    }
+
+    #[test]
+    fn refused_commands_change_nothing() {
+        let mut t = table();
+        let before = t.clone();
+        let err = t
+            .apply(&SlotCommand::Freeze {
+                move_id: 1,
+                slots: vec![2, 6],
+            })
+            .expect_err("slot 6 is not owned");
+        assert!(err.0.contains("slot 6"), "{err}");
+        assert_eq!(t, before, "slot 2 was not frozen either");
+        assert!(
+            t.apply(&SlotCommand::Import {
+                move_id: 1,
+                slots: vec![0],
+            })
+            .is_err(),
+            "an owned slot cannot be imported"
+        );
+        assert!(
+            t.apply(&SlotCommand::Ingest {
+                move_id: 1,
+                items: vec![],
+            })
+            .is_err(),
+            "nothing is importing"
+        );
+        assert_eq!(t, before);
+    }
+
+    #[test]
+    fn undoing_a_move_restores_both_sides() {
+        let mut source = table();
+        let mut dest = SlotTable::owning_range(1, 8, 4, 8);
+        dest.apply(&SlotCommand::Import {
+            move_id: 9,
+            slots: vec![0],
+        })
+        .expect("import");
+        source
+            .apply(&SlotCommand::Freeze {
+                move_id: 9,
+                slots: vec![0],
+            })
+            .expect("freeze");
+        let dropped = dest
+            .apply(&SlotCommand::Abandon { move_id: 9 })
+            .expect("abandon");
+        assert_eq!(dropped.drop_slots, vec![0]);
+        source
+            .apply(&SlotCommand::Unfreeze { move_id: 9 })
+            .expect("unfreeze");
+        assert_eq!(source, table());
+        assert_eq!(dest, SlotTable::owning_range(1, 8, 4, 8));
+    }
+
+    #[test]
+    fn ranges_are_shown_compactly() {
+        assert_eq!(show_ranges(&[(0, 100), (300, 341)]), "0..100, 300..341");
+        assert_eq!(show_ranges(&[]), "none");
+    }
+}
