@@ -31,6 +31,9 @@ pub enum KvError {
         shard_id: u32,
         map_version: u64,
     },
+    /// A step of a slot move does not fit the shard's slots now.
+    #[error("{0}")]
+    StepRefused(String),
     /// The request itself is malformed.
     #[error("{0}")]
     InvalidArgument(String),
@@ -70,6 +73,7 @@ impl From<KvError> for Status {
                 map_version,
             } => wire_errors::slot_moving(message, shard_id, map_version),
             KvError::InvalidArgument(m) => Status::invalid_argument(m),
+            KvError::StepRefused(m) => Status::failed_precondition(m),
             KvError::Overloaded(m) => Status::resource_exhausted(m),
             KvError::Unavailable(m) => Status::unavailable(m),
             KvError::Engine(e) => Status::internal(e.to_string()),

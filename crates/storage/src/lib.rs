@@ -4,7 +4,8 @@
 //! - `engine`: the state machine's storage behind a trait (redb, memory).
 //! - `raft`: the Raft log, state machine, snapshots and network.
 //! - `proposer` / `reads`: group commit for writes, coalesced linearizable reads.
-//! - `fence`: WRONG_SHARD fencing by shard-map version and slot.
+//! - `fence`: WRONG_SHARD / SLOT_MOVING fencing by the slots a shard owns.
+//! - `slot_steps` / `move_driver`: moving slots between shards online.
 //! - `kv` / `admin`: the gRPC services; `node` wires one replica together.
 #![forbid(unsafe_code)]
 
@@ -15,11 +16,13 @@ pub mod error;
 pub mod fence;
 pub mod files;
 pub mod grpc;
+pub mod move_driver;
 pub mod node;
 pub mod proposer;
 pub mod raft;
 pub mod reads;
 pub mod rebuild;
+pub mod slot_steps;
 
 use std::time::Duration;
 

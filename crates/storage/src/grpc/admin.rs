@@ -1,25 +1,23 @@
 //! The `anatomy.storage.v1.Admin` service: what a replica knows about its
-//! Raft group, and a cluster-wide view gathered replica by replica, so an
-//! operator can watch leaders change during a failover.
+//! Raft group, a cluster-wide view gathered replica by replica (so an
+//! operator can watch leaders change during a failover, and slots move),
+//! and the steps of slot moves.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
 use openraft::ServerState;
 use storage_api::shard_map::{ReplicaSpec, ShardSpec};
 use storage_api::v1 as pb;
-use storage_api::v1::admin_client::AdminClient;
 use storage_api::v1::admin_server::Admin;
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::grpc::raft_network::lazy_channel;
-use anatomy_runtime::tls::Identity;
-
+use crate::grpc::peers::Peers;
+use crate::move_driver::{DEFAULT_SLOTS_PER_STEP, MoveDriver};
 use crate::node::StorageNode;
 use crate::raft::applied::Applied;
+use crate::raft::slots::{IngestItem, SlotCommand, SlotState, SlotTable};
+use crate::slot_steps;
 
 /// How long ClusterStatus waits for each replica.
 const ASK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -28,29 +26,31 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct AdminService {
     node: StorageNode,
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    peers: Peers,
+    driver: MoveDriver,
 }
 
 impl AdminService {
     /// Serves `node`.
     pub fn new(node: StorageNode) -> Self {
+        let peers = Peers::new(node.transport.clone(), ASK_TIMEOUT);
+        let driver = MoveDriver::new((*node.map).clone(), peers.clone());
         Self {
             node,
-            channels: Arc::default(),
+            peers,
+            driver,
         }
     }
 
-    fn channel(&self, addr: &str, peer: Identity) -> Result<Channel, String> {
-        let mut channels = self
-            .channels
-            .lock()
-            .map_err(|_| "channel cache poisoned".to_string())?;
-        if let Some(channel) = channels.get(addr) {
-            return Ok(channel.clone());
+    /// Refuses a step meant for another shard.
+    fn mine(&self, shard_id: u32) -> Result<(), Status> {
+        let mine = self.node.shard().id;
+        if shard_id == mine {
+            return Ok(());
         }
-        let channel = lazy_channel(&self.node.transport, addr, peer, ASK_TIMEOUT)?;
-        channels.insert(addr.to_string(), channel.clone());
-        Ok(channel)
+        Err(Status::failed_precondition(format!(
+            "this replica serves shard {mine}, not shard {shard_id}"
+        )))
     }
 
     async fn ask(&self, shard: u32, replica: &ReplicaSpec) -> pb::ReplicaStatus {
@@ -59,11 +59,11 @@ impl AdminService {
             addr: replica.addr.clone(),
             ..Default::default()
         };
-        let answer = match self.channel(&replica.addr, Identity::storage(shard, replica.id)) {
-            Ok(channel) => {
+        let answer = match self.peers.admin(shard, replica) {
+            Ok(mut admin) => {
                 let mut request = Request::new(pb::NodeStatusRequest {});
                 request.set_timeout(ASK_TIMEOUT);
-                AdminClient::new(channel)
+                admin
                     .node_status(request)
                     .await
                     .map(Response::into_inner)
@@ -98,6 +98,8 @@ impl AdminService {
             term: leader.map_or(0, |l| l.term),
             commit_index: leader.map_or(0, |l| l.commit_index),
             keys: leader.map_or(0, |l| l.keys),
+            owned_slots: leader.map(|l| l.owned_slots.clone()).unwrap_or_default(),
+            moving: leader.map(|l| l.moving.clone()).unwrap_or_default(),
             replicas,
         }
     }
@@ -118,6 +120,7 @@ pub fn node_status(node: &StorageNode) -> Result<pb::NodeStatus, Status> {
     let m = node.raft.metrics().borrow().clone();
     let (state, keys) = node.state().map_err(|e| Status::internal(e.to_string()))?;
     let shard = node.shard();
+    let slots = node.fence.slots.current();
     let leader_addr = m
         .current_leader
         .and_then(|id| shard.replica(id))
@@ -144,6 +147,78 @@ pub fn node_status(node: &StorageNode) -> Result<pb::NodeStatus, Status> {
         keys,
         revision: state.revision,
         map_version: node.fence.map_version(),
+        owned_slots: owned_slots(&slots),
+        moving: moving(&slots),
+    })
+}
+
+fn owned_slots(table: &SlotTable) -> Vec<pb::SlotRange> {
+    let ranges = table.owned_ranges().into_iter();
+    ranges
+        .map(|(start, end)| pb::SlotRange { start, end })
+        .collect()
+}
+
+fn moving(table: &SlotTable) -> Vec<pb::SlotInMove> {
+    let side = |slot, move_id, side: &str| pb::SlotInMove {
+        slot,
+        move_id,
+        side: side.into(),
+    };
+    table
+        .moving()
+        .into_iter()
+        .filter_map(|(slot, state)| match state {
+            SlotState::Frozen(m) => Some(side(slot, m, "source")),
+            SlotState::Importing(m) => Some(side(slot, m, "destination")),
+            SlotState::Owned | SlotState::NotOwned => None,
+        })
+        .collect()
+}
+
+/// The node's command for a ChangeSlots request.
+fn slot_command(req: pb::ChangeSlotsRequest) -> Result<SlotCommand, Status> {
+    use pb::change_slots_request::Step;
+    let move_id = req.move_id;
+    if move_id == 0 {
+        return Err(Status::invalid_argument("move_id must not be 0"));
+    }
+    let step = req.step.ok_or_else(|| {
+        Status::invalid_argument(
+            "set one step: import, freeze, ingest, activate, abandon, unfreeze or release",
+        )
+    })?;
+    Ok(match step {
+        Step::Import(l) => SlotCommand::Import {
+            move_id,
+            slots: l.slots,
+        },
+        Step::Freeze(l) => SlotCommand::Freeze {
+            move_id,
+            slots: l.slots,
+        },
+        Step::Ingest(page) => SlotCommand::Ingest {
+            move_id,
+            items: page
+                .items
+                .into_iter()
+                .map(|i| IngestItem {
+                    key: i.key.to_vec(),
+                    version: i.version,
+                    value: i.value.to_vec(),
+                })
+                .collect(),
+        },
+        Step::Activate(map_version) => SlotCommand::Activate {
+            move_id,
+            map_version,
+        },
+        Step::Abandon(_) => SlotCommand::Abandon { move_id },
+        Step::Unfreeze(_) => SlotCommand::Unfreeze { move_id },
+        Step::Release(map_version) => SlotCommand::Release {
+            move_id,
+            map_version,
+        },
     })
 }
 
@@ -162,10 +237,61 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::ClusterStatus>, Status> {
         let map = &self.node.map;
         let shards = join_all(map.shards.iter().map(|s| self.shard_status(s))).await;
+        let leaders = shards.iter().flat_map(|s| &s.replicas);
+        let newest = leaders
+            .filter_map(|r| r.status.as_ref())
+            .map(|s| s.map_version)
+            .max();
         Ok(Response::new(pb::ClusterStatus {
-            map_version: map.version,
+            map_version: newest.unwrap_or(map.version),
             slots: map.slots,
             shards,
         }))
+    }
+
+    async fn move_slots(
+        &self,
+        request: Request<pb::MoveSlotsRequest>,
+    ) -> Result<Response<pb::MoveSlotsResponse>, Status> {
+        let req = request.into_inner();
+        let per_step = match req.slots_per_step {
+            0 => DEFAULT_SLOTS_PER_STEP,
+            n => n as usize,
+        };
+        self.driver
+            .move_slots(req.slots, req.to_shard, per_step)
+            .await
+            .map(Response::new)
+    }
+
+    async fn change_slots(
+        &self,
+        request: Request<pb::ChangeSlotsRequest>,
+    ) -> Result<Response<pb::ChangeSlotsResponse>, Status> {
+        let req = request.into_inner();
+        self.mine(req.shard_id)?;
+        let command = slot_command(req)?;
+        slot_steps::change_slots(&self.node, command).await?;
+        Ok(Response::new(pb::ChangeSlotsResponse {}))
+    }
+
+    async fn export_slots(
+        &self,
+        request: Request<pb::ExportSlotsRequest>,
+    ) -> Result<Response<pb::ExportSlotsResponse>, Status> {
+        let req = request.into_inner();
+        self.mine(req.shard_id)?;
+        let (items, more) = slot_steps::export_slots(&self.node, req.move_id, &req.start_after)
+            .await
+            .map_err(Status::from)?;
+        let items = items
+            .into_iter()
+            .map(|i| pb::ExportedItem {
+                key: i.key.into(),
+                version: i.version,
+                value: i.value.into(),
+            })
+            .collect();
+        Ok(Response::new(pb::ExportSlotsResponse { items, more }))
     }
 }

@@ -1,0 +1,386 @@
+//! Moving slots between running shards (`Admin/MoveSlots`): the data and
+//! its versions arrive, the source refuses from then on, a write racing
+//! the move is either refused or kept — never lost — and a move whose
+//! driver died half way is finished or undone by the next one. Real gRPC
+//! servers on loopback, real Raft, real files.
+
+#![allow(clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anatomy_runtime::tls::Identity;
+use anatomy_runtime::tls::transport::endpoint;
+use storage_api::v1 as pb;
+use storage_api::v1::admin_client::AdminClient;
+use storage_api::v1::kv_client::KvClient;
+use storage_api::wire_errors::{Fault, fault};
+use system_tests::{Cluster, fast_tuning};
+use tonic::transport::Channel;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn channel(cluster: &Cluster, who: Identity, i: usize) -> Channel {
+    let node = cluster.node(i);
+    cluster
+        .transport(who)
+        .lazy_channel(
+            endpoint(&node.me.addr).expect("address"),
+            Identity::storage(node.shard().id, node.me.id),
+        )
+        .expect("channel")
+}
+
+/// An Admin client of replica `i`, as the operator.
+fn admin(cluster: &Cluster, i: usize) -> AdminClient<Channel> {
+    AdminClient::new(channel(cluster, Identity::Operator, i))
+}
+
+/// A Kv client of shard `shard`'s leader, as business.
+async fn kv_of_leader(cluster: &Cluster, shard: u32) -> KvClient<Channel> {
+    let leader = cluster.leader(shard).await;
+    KvClient::new(channel(cluster, Identity::Business, leader))
+}
+
+fn partitions_of(cluster: &Cluster, shard: u32, n: usize) -> Vec<String> {
+    (0..)
+        .map(|i| format!("acme/{i}"))
+        .filter(|p| cluster.map.shard_for(p).id == shard)
+        .take(n)
+        .collect()
+}
+
+fn put(value: &str) -> pb::Mutation {
+    pb::Mutation {
+        table: "t".into(),
+        key: b"k".to_vec().into(),
+        op: Some(pb::mutation::Op::Put(value.as_bytes().to_vec().into())),
+        ..Default::default()
+    }
+}
+
+fn item() -> pb::ItemKey {
+    pb::ItemKey {
+        table: "t".into(),
+        key: b"k".to_vec().into(),
+    }
+}
+
+async fn read_on(kv: &mut KvClient<Channel>, shard: u32, partition: &str) -> pb::Item {
+    let answer = kv
+        .read(pb::ReadRequest {
+            route: Some(pb::Route {
+                shard_id: shard,
+                map_version: 0,
+            }),
+            partition: partition.into(),
+            keys: vec![item()],
+            ..Default::default()
+        })
+        .await
+        .expect("read")
+        .into_inner();
+    answer.items.into_iter().next().expect("one item")
+}
+
+async fn move_slots(
+    cluster: &Cluster,
+    slots: &BTreeSet<u32>,
+    to: u32,
+) -> Result<pb::MoveSlotsResponse, tonic::Status> {
+    admin(cluster, 0)
+        .move_slots(pb::MoveSlotsRequest {
+            slots: slots.iter().copied().collect(),
+            to_shard: to,
+            slots_per_step: 2,
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn owned_by(cluster: &Cluster, shard: u32) -> BTreeSet<u32> {
+    let status = admin(cluster, 0)
+        .cluster_status(pb::ClusterStatusRequest {})
+        .await
+        .expect("cluster status")
+        .into_inner();
+    status.shards[shard as usize]
+        .owned_slots
+        .iter()
+        .flat_map(|r| r.start..r.end)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn moved_slots_keep_their_data_and_versions_and_the_source_refuses_them() {
+    let mut cluster = Cluster::start(2, 3, fast_tuning()).await;
+    cluster.leader(0).await;
+    cluster.leader(1).await;
+    let client = cluster.client();
+    let moving = partitions_of(&cluster, 0, 6);
+    let staying = partitions_of(&cluster, 0, 40)
+        .into_iter()
+        .find(|p| {
+            moving
+                .iter()
+                .all(|m| cluster.map.slot(m) != cluster.map.slot(p))
+        })
+        .expect("a partition in another slot");
+    let mut versions = Vec::new();
+    for p in moving.iter().chain([&staying]) {
+        let w = client
+            .write(p, vec![], vec![put(p)], TIMEOUT)
+            .await
+            .expect("write");
+        versions.push(w.revision);
+    }
+    let slots: BTreeSet<u32> = moving.iter().map(|p| cluster.map.slot(p)).collect();
+
+    let report = move_slots(&cluster, &slots, 1).await.expect("moved");
+    let copied: u64 = report.steps.iter().map(|s| s.items).sum();
+    assert_eq!(copied, moving.len() as u64, "{report:?}");
+    assert!(report.map_version > cluster.map.version, "{report:?}");
+    assert!(
+        report
+            .steps
+            .iter()
+            .all(|s| s.from_shard == 0 && s.to_shard == 1)
+    );
+
+    // The old map's client is refused for the moved partitions…
+    let refused = client
+        .read(&moving[0], vec![item()], TIMEOUT)
+        .await
+        .expect_err("moved away");
+    assert!(
+        matches!(refused, storage_client::StorageError::WrongShard { .. }),
+        "{refused:?}"
+    );
+    // …and still served for the others.
+    let kept = client
+        .read(&staying, vec![item()], TIMEOUT)
+        .await
+        .expect("staying");
+    assert_eq!(kept[0].value, staying.as_bytes());
+
+    // The new owner holds every item with the version it had.
+    let mut on_1 = kv_of_leader(&cluster, 1).await;
+    for (p, version) in moving.iter().zip(&versions) {
+        let got = read_on(&mut on_1, 1, p).await;
+        assert_eq!((got.value.as_ref(), got.version), (p.as_bytes(), *version));
+    }
+    // A conditional write on the version read before the move applies.
+    let applied = on_1
+        .write(pb::WriteRequest {
+            route: Some(pb::Route {
+                shard_id: 1,
+                map_version: report.map_version,
+            }),
+            partition: moving[0].clone(),
+            conditions: vec![pb::Condition {
+                table: "t".into(),
+                key: b"k".to_vec().into(),
+                expected_version: versions[0],
+                ..Default::default()
+            }],
+            mutations: vec![put("after")],
+        })
+        .await
+        .expect("write")
+        .into_inner();
+    assert!(applied.applied);
+    assert!(
+        applied.revision > versions[..moving.len()].iter().copied().max().unwrap_or(0),
+        "versions handed out later are above every copied one"
+    );
+
+    // The source dropped its copy; the status shows who owns what.
+    let leader_0 = cluster.leader(0).await;
+    let view = cluster.node(leader_0).engine_view().expect("view");
+    for p in &moving {
+        let key = storage::engine::keys::item_key("t", p, b"k");
+        assert_eq!(view.get(&key).expect("get"), None, "{p} left shard 0");
+    }
+    drop(view);
+    let owned_1 = owned_by(&cluster, 1).await;
+    assert!(slots.is_subset(&owned_1));
+    assert!(owned_by(&cluster, 0).await.is_disjoint(&slots));
+    cluster.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_racing_a_move_is_refused_or_kept_never_lost() {
+    let mut cluster = Cluster::start(2, 3, fast_tuning()).await;
+    cluster.leader(0).await;
+    cluster.leader(1).await;
+    let partition = partitions_of(&cluster, 0, 1).remove(0);
+    let slot = cluster.map.slot(&partition);
+    let mut on_0 = kv_of_leader(&cluster, 0).await;
+    let written = Arc::new(AtomicUsize::new(0));
+    let counter = written.clone();
+    let writer = tokio::spawn(async move {
+        // Distinct keys, written until the source gives the slot away.
+        let mut acknowledged = Vec::new();
+        let mut moving_answers = 0;
+        for n in 0..100_000u32 {
+            let key = format!("k{n}");
+            let answer = on_0
+                .write(pb::WriteRequest {
+                    route: Some(pb::Route {
+                        shard_id: 0,
+                        map_version: 1,
+                    }),
+                    partition: partition.clone(),
+                    conditions: vec![],
+                    mutations: vec![pb::Mutation {
+                        table: "t".into(),
+                        key: key.as_bytes().to_vec().into(),
+                        op: Some(pb::mutation::Op::Put(b"v".to_vec().into())),
+                        ..Default::default()
+                    }],
+                })
+                .await;
+            match answer {
+                Ok(r) => {
+                    acknowledged.push((key, r.into_inner().revision));
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(s) => match fault(&s) {
+                    Fault::SlotMoving { .. } => moving_answers += 1,
+                    Fault::WrongShard { .. } => break,
+                    other => panic!("unexpected answer {other:?}: {s:?}"),
+                },
+            }
+        }
+        (partition, acknowledged, moving_answers)
+    });
+    // Some writes land before the move starts.
+    let started = tokio::time::Instant::now();
+    while written.load(Ordering::Relaxed) < 50 {
+        assert!(started.elapsed() < TIMEOUT, "the writer wrote nothing");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    move_slots(&cluster, &BTreeSet::from([slot]), 1)
+        .await
+        .expect("moved");
+    let (partition, acknowledged, _moving_answers) = writer.await.expect("writer");
+    assert!(!acknowledged.is_empty());
+    let mut on_1 = kv_of_leader(&cluster, 1).await;
+    let keys: Vec<pb::ItemKey> = acknowledged
+        .iter()
+        .map(|(k, _)| pb::ItemKey {
+            table: "t".into(),
+            key: k.as_bytes().to_vec().into(),
+        })
+        .collect();
+    for (chunk, expected) in keys.chunks(500).zip(acknowledged.chunks(500)) {
+        let items = on_1
+            .read(pb::ReadRequest {
+                route: Some(pb::Route {
+                    shard_id: 1,
+                    map_version: 0,
+                }),
+                partition: partition.clone(),
+                keys: chunk.to_vec(),
+                ..Default::default()
+            })
+            .await
+            .expect("read")
+            .into_inner()
+            .items;
+        for (got, (key, version)) in items.iter().zip(expected) {
+            assert_eq!(
+                got.version, *version,
+                "acknowledged {key} arrived as written"
+            );
+        }
+    }
+    cluster.stop_all().await;
+}
+
+/// A ChangeSlots step sent as the move's driver would.
+async fn step(cluster: &Cluster, shard: u32, move_id: u64, step: pb::change_slots_request::Step) {
+    let leader = cluster.leader(shard).await;
+    admin(cluster, leader)
+        .change_slots(pb::ChangeSlotsRequest {
+            shard_id: shard,
+            move_id,
+            step: Some(step),
+        })
+        .await
+        .expect("step");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_move_whose_driver_died_is_finished_or_undone_by_the_next() {
+    use pb::change_slots_request::Step;
+    let mut cluster = Cluster::start(2, 1, fast_tuning()).await;
+    cluster.leader(0).await;
+    cluster.leader(1).await;
+    let client = cluster.client();
+    let ps = partitions_of(&cluster, 0, 40);
+    let a = ps[0].clone();
+    let b = ps
+        .iter()
+        .find(|p| cluster.map.slot(p) != cluster.map.slot(&a))
+        .cloned()
+        .expect("another slot");
+    for p in [&a, &b] {
+        client
+            .write(p, vec![], vec![put(p)], TIMEOUT)
+            .await
+            .expect("write");
+    }
+    let (slot_a, slot_b) = (cluster.map.slot(&a), cluster.map.slot(&b));
+    let list = |s: u32| pb::SlotList { slots: vec![s] };
+
+    // Move 11 died after the freeze: it is undone.
+    step(&cluster, 1, 11, Step::Import(list(slot_a))).await;
+    step(&cluster, 0, 11, Step::Freeze(list(slot_a))).await;
+    // Move 12 died after the activation: it is finished.
+    step(&cluster, 1, 12, Step::Import(list(slot_b))).await;
+    step(&cluster, 0, 12, Step::Freeze(list(slot_b))).await;
+    let leader_0 = cluster.leader(0).await;
+    let page = admin(&cluster, leader_0)
+        .export_slots(pb::ExportSlotsRequest {
+            shard_id: 0,
+            move_id: 12,
+            start_after: Vec::new().into(),
+        })
+        .await
+        .expect("export")
+        .into_inner();
+    assert_eq!(page.items.len(), 1);
+    step(&cluster, 1, 12, Step::Ingest(page)).await;
+    step(&cluster, 1, 12, Step::Activate(2)).await;
+
+    // The next move (of nothing new: shard 0 owns slot 0 or it is moved
+    // anyway) settles both first.
+    let other = (0..cluster.map.slots)
+        .find(|s| ![slot_a, slot_b].contains(s) && cluster.map.shards[0].owns(*s))
+        .expect("a third slot");
+    let report = move_slots(&cluster, &BTreeSet::from([other]), 1)
+        .await
+        .expect("moved");
+    assert_eq!(report.recovered.len(), 2, "{report:?}");
+    assert!(report.recovered[0].contains("undone"), "{report:?}");
+    assert!(report.recovered[1].contains("released"), "{report:?}");
+
+    // a is served by shard 0 again, b by shard 1; nothing is in a move.
+    let got = client.read(&a, vec![item()], TIMEOUT).await.expect("a");
+    assert_eq!(got[0].value, a.as_bytes());
+    let mut on_1 = kv_of_leader(&cluster, 1).await;
+    assert_eq!(read_on(&mut on_1, 1, &b).await.value, b.as_bytes());
+    let status = admin(&cluster, 0)
+        .cluster_status(pb::ClusterStatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    assert!(
+        status.shards.iter().all(|s| s.moving.is_empty()),
+        "{status:?}"
+    );
+    cluster.stop_all().await;
+}
