@@ -48,38 +48,36 @@ pub fn not_leader(shard_id: u32, leader_id: Option<u64>, leader_addr: Option<&st
     )
 }
 
-/// The status a node answers a misrouted request with.
-pub fn wrong_shard(message: String, shard_id: u32, map_version: u64) -> Status {
-    shard_fault(
-        Code::FailedPrecondition,
-        WRONG_SHARD,
-        message,
-        shard_id,
-        map_version,
-    )
+/// The status a node answers a misrouted request with; `owner` names the
+/// slot and the shard it moved to, when it moved away from this one.
+pub fn wrong_shard(
+    message: String,
+    shard_id: u32,
+    map_version: u64,
+    owner: Option<(u32, u32)>,
+) -> Status {
+    let mut meta = shard_meta(shard_id, map_version);
+    if let Some((slot, owner)) = owner {
+        meta.insert("slot".into(), slot.to_string());
+        meta.insert("owner_shard".into(), owner.to_string());
+    }
+    shard_fault(Code::FailedPrecondition, WRONG_SHARD, message, meta)
 }
 
 /// The status a node answers a request for a slot in a move with.
 pub fn slot_moving(message: String, shard_id: u32, map_version: u64) -> Status {
-    shard_fault(
-        Code::Unavailable,
-        SLOT_MOVING,
-        message,
-        shard_id,
-        map_version,
-    )
+    let meta = shard_meta(shard_id, map_version);
+    shard_fault(Code::Unavailable, SLOT_MOVING, message, meta)
 }
 
-fn shard_fault(
-    code: Code,
-    reason: &str,
-    message: String,
-    shard_id: u32,
-    map_version: u64,
-) -> Status {
+fn shard_meta(shard_id: u32, map_version: u64) -> HashMap<String, String> {
     let mut meta = HashMap::new();
     meta.insert("shard_id".to_string(), shard_id.to_string());
     meta.insert("map_version".to_string(), map_version.to_string());
+    meta
+}
+
+fn shard_fault(code: Code, reason: &str, message: String, meta: HashMap<String, String>) -> Status {
     Status::with_error_details(
         code,
         message,
@@ -99,7 +97,12 @@ pub enum Fault {
         leader_addr: Option<String>,
     },
     /// The sender's shard map does not match the node's.
-    WrongShard { node_map_version: Option<u64> },
+    WrongShard {
+        node_map_version: Option<u64>,
+        /// The slot and the shard it moved to (a redirect), when it moved
+        /// away.
+        owner: Option<(u32, u32)>,
+    },
     /// The slot is being moved: the same request succeeds shortly, here
     /// or (with a newer map) on the slot's new shard.
     SlotMoving { node_map_version: Option<u64> },
@@ -123,6 +126,7 @@ pub fn fault(status: &Status) -> Fault {
         },
         WRONG_SHARD => Fault::WrongShard {
             node_map_version: map_version(&info.metadata),
+            owner: number(&info.metadata, "slot").zip(number(&info.metadata, "owner_shard")),
         },
         SLOT_MOVING => Fault::SlotMoving {
             node_map_version: map_version(&info.metadata),
@@ -132,7 +136,11 @@ pub fn fault(status: &Status) -> Fault {
 }
 
 fn map_version(metadata: &HashMap<String, String>) -> Option<u64> {
-    metadata.get("map_version").and_then(|v| v.parse().ok())
+    number(metadata, "map_version")
+}
+
+fn number<T: std::str::FromStr>(metadata: &HashMap<String, String>, key: &str) -> Option<T> {
+    metadata.get(key).and_then(|v| v.parse().ok())
 }
 
 #[cfg(test)]
@@ -157,12 +165,20 @@ mod tests {
                 leader_addr: None
             }
         );
-        let s = wrong_shard("nope".into(), 1, 7);
+        let s = wrong_shard("nope".into(), 1, 7, None);
         assert_eq!(s.code(), Code::FailedPrecondition);
         assert_eq!(
             fault(&s),
             Fault::WrongShard {
-                node_map_version: Some(7)
+                node_map_version: Some(7),
+                owner: None
+            }
+        );
+        assert_eq!(
+            fault(&wrong_shard("moved".into(), 1, 9, Some((200, 3)))),
+            Fault::WrongShard {
+                node_map_version: Some(9),
+                owner: Some((200, 3))
             }
         );
         let s = slot_moving("moving".into(), 1, 8);

@@ -81,6 +81,17 @@ pub enum StorageError {
     /// The shard map this client runs differs from the nodes'.
     #[error("storage shard {shard} refused the route: {detail}")]
     WrongShard { shard: ShardId, detail: String },
+    /// The slot moved to another shard (a redirect). The client follows it
+    /// itself; a caller sees this only when redirects did not settle.
+    #[error(
+        "storage shard {shard} says slot {slot} moved to shard {owner} (map version {map_version})"
+    )]
+    Moved {
+        shard: ShardId,
+        slot: u32,
+        owner: ShardId,
+        map_version: u64,
+    },
     /// Storage refused the request itself (a bug in the caller, or overload).
     #[error("storage shard {shard} rejected the request: {code:?}: {message}")]
     Rejected {
@@ -105,7 +116,7 @@ impl StorageError {
             Self::Unavailable { shard, .. } => format!(
                 "storage shard {shard} is unavailable (no replica could serve it in time); retry later"
             ),
-            Self::WrongShard { shard, .. } => {
+            Self::WrongShard { shard, .. } | Self::Moved { shard, .. } => {
                 format!("storage shard {shard} is being reconfigured; retry later")
             }
             Self::Rejected { shard, code, .. } => {
@@ -141,9 +152,14 @@ impl ShardRoute {
 #[derive(Debug, Clone)]
 pub struct StorageClient {
     map: Arc<ShardMap>,
+    owners: Arc<SlotOwners>,
     shards: Arc<[ShardRoute]>,
     config: ClientConfig,
 }
+
+/// How many redirects one call follows at most (a slot moved more often
+/// than this during one call is refused; the caller retries later).
+const MAX_REDIRECTS: usize = 4;
 
 impl StorageClient {
     /// A client for `map` over `transport` (with mTLS, each replica's
@@ -177,10 +193,60 @@ impl StorageClient {
             })
             .collect::<Result<Vec<_>, StorageError>>()?;
         Ok(Self {
+            owners: Arc::new(SlotOwners::from_map(&map)),
             map: Arc::new(map),
             shards: shards.into(),
             config,
         })
+    }
+
+    /// The shard that owns a partition, as this client knows now.
+    pub fn shard_of(&self, partition: &str) -> ShardId {
+        self.owners.owner(self.map.slot(partition))
+    }
+
+    /// Runs `call` on the partition's owner, following redirects: a shard
+    /// that gave the slot away names its new owner, which this client
+    /// remembers (only if newer than what it knew) and asks instead.
+    async fn routed<T, F, Fut>(
+        &self,
+        partition: &str,
+        timeout: Duration,
+        call: F,
+    ) -> Result<T, StorageError>
+    where
+        F: Fn(ShardId, Duration) -> Fut,
+        Fut: Future<Output = Result<T, StorageError>>,
+    {
+        let started = Instant::now();
+        let mut last = None;
+        for _ in 0..MAX_REDIRECTS {
+            let left = timeout.saturating_sub(started.elapsed());
+            match call(self.shard_of(partition), left).await {
+                Err(StorageError::Moved {
+                    slot,
+                    owner,
+                    map_version,
+                    shard,
+                }) => {
+                    let moved = StorageError::WrongShard {
+                        shard,
+                        detail: format!(
+                            "slot {slot} moved to shard {owner} (map version {map_version})"
+                        ),
+                    };
+                    if !self.owners.learn(slot, owner, map_version) {
+                        return Err(moved);
+                    }
+                    last = Some(moved);
+                }
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or(StorageError::WrongShard {
+            shard: self.shard_of(partition),
+            detail: "redirects did not settle".into(),
+        }))
     }
 
     /// The shard map this client routes by.
@@ -195,10 +261,6 @@ impl StorageClient {
                 shard,
                 detail: format!("the shard map has no shard {shard}"),
             })
-    }
-
-    fn route_for(&self, partition: &str) -> &ShardRoute {
-        &self.shards[self.map.shard_for(partition).id as usize]
     }
 
     fn pb_route(&self, shard: ShardId) -> Option<pb::Route> {
@@ -227,16 +289,24 @@ impl StorageClient {
         consistency: pb::ReadConsistency,
         timeout: Duration,
     ) -> Result<Vec<pb::Item>, StorageError> {
-        let shard = self.route_for(partition);
         let request = pb::ReadRequest {
-            route: self.pb_route(shard.spec.id),
+            route: None,
             partition: partition.to_string(),
             keys,
             consistency: consistency.into(),
         };
-        self.call(shard, timeout, |mut c, t| {
-            let req = with_timeout(request.clone(), t);
-            async move { c.read(req).await }
+        self.routed(partition, timeout, |id, timeout| {
+            let request = pb::ReadRequest {
+                route: self.pb_route(id),
+                ..request.clone()
+            };
+            async move {
+                self.call(self.route(id)?, timeout, move |mut c, t| {
+                    let req = with_timeout(request.clone(), t);
+                    async move { c.read(req).await }
+                })
+                .await
+            }
         })
         .await
         .map(|r| r.items)
@@ -250,16 +320,24 @@ impl StorageClient {
         mutations: Vec<pb::Mutation>,
         timeout: Duration,
     ) -> Result<pb::WriteResponse, StorageError> {
-        let shard = self.route_for(partition);
         let request = pb::WriteRequest {
-            route: self.pb_route(shard.spec.id),
+            route: None,
             partition: partition.to_string(),
             conditions,
             mutations,
         };
-        self.call(shard, timeout, |mut c, t| {
-            let req = with_timeout(request.clone(), t);
-            async move { c.write(req).await }
+        self.routed(partition, timeout, |id, timeout| {
+            let request = pb::WriteRequest {
+                route: self.pb_route(id),
+                ..request.clone()
+            };
+            async move {
+                self.call(self.route(id)?, timeout, move |mut c, t| {
+                    let req = with_timeout(request.clone(), t);
+                    async move { c.write(req).await }
+                })
+                .await
+            }
         })
         .await
     }
@@ -269,19 +347,26 @@ impl StorageClient {
     pub async fn scan(
         &self,
         shard: ShardId,
-        mut request: pb::ScanRequest,
+        request: pb::ScanRequest,
         timeout: Duration,
     ) -> Result<pb::ScanResponse, StorageError> {
-        let shard = match &request.scope {
-            Some(pb::scan_request::Scope::Partition(p)) => self.route_for(p),
-            _ => self.route(shard)?,
+        let scan = |id: ShardId, timeout| {
+            let request = pb::ScanRequest {
+                route: self.pb_route(id),
+                ..request.clone()
+            };
+            async move {
+                self.call(self.route(id)?, timeout, move |mut c, t| {
+                    let req = with_timeout(request.clone(), t);
+                    async move { c.scan(req).await }
+                })
+                .await
+            }
         };
-        request.route = self.pb_route(shard.spec.id);
-        self.call(shard, timeout, |mut c, t| {
-            let req = with_timeout(request.clone(), t);
-            async move { c.scan(req).await }
-        })
-        .await
+        match &request.scope {
+            Some(pb::scan_request::Scope::Partition(p)) => self.routed(p, timeout, scan).await,
+            _ => scan(shard, timeout).await,
+        }
     }
 
     /// Runs one call against a shard with leader following and retries
@@ -356,6 +441,46 @@ impl StorageClient {
     }
 }
 
+/// Which shard owns each slot, as this client last learned: the static
+/// map's owners at first, then what redirects said. An owner is replaced
+/// only by one of a newer map version, so the client never goes back.
+#[derive(Debug)]
+struct SlotOwners {
+    owners: std::sync::RwLock<Vec<(ShardId, u64)>>,
+}
+
+impl SlotOwners {
+    fn from_map(map: &ShardMap) -> Self {
+        let owners = (0..map.slots)
+            .map(|slot| {
+                let owner = map.shards.iter().find(|s| s.owns(slot)).map_or(0, |s| s.id);
+                (owner, map.version)
+            })
+            .collect();
+        Self {
+            owners: std::sync::RwLock::new(owners),
+        }
+    }
+
+    fn owner(&self, slot: u32) -> ShardId {
+        let owners = self.owners.read().unwrap_or_else(|e| e.into_inner());
+        owners.get(slot as usize).map_or(0, |(owner, _)| *owner)
+    }
+
+    /// Records that `slot` is on `owner` since `version`; false if this
+    /// client already knew as much or newer.
+    fn learn(&self, slot: u32, owner: ShardId, version: u64) -> bool {
+        let mut owners = self.owners.write().unwrap_or_else(|e| e.into_inner());
+        match owners.get_mut(slot as usize) {
+            Some(known) if known.1 < version => {
+                *known = (owner, version);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 /// How long to wait before asking again about a slot in a move: a move
 /// pauses each slot for about as long as its copy takes (tens of
 /// milliseconds for a few slots; docs/partitioning.md).
@@ -398,6 +523,18 @@ fn judge<T>(shard: &ShardRoute, at: usize, status: &Status) -> (Step<T, StorageE
             count_retry("NotLeader");
             (Step::Retry(unavailable()), (at + 1) % replicas)
         }
+        Fault::WrongShard {
+            node_map_version: Some(map_version),
+            owner: Some((slot, owner)),
+        } => (
+            Step::Fail(StorageError::Moved {
+                shard: shard.spec.id,
+                slot,
+                owner,
+                map_version,
+            }),
+            at,
+        ),
         Fault::WrongShard { .. } => {
             let wrong = StorageError::WrongShard {
                 shard: shard.spec.id,

@@ -23,6 +23,8 @@ pub enum KvError {
         message: String,
         shard_id: u32,
         map_version: u64,
+        /// The slot and the shard it went to, if it moved away from here.
+        owner: Option<(u32, u32)>,
     },
     /// The partition's slot is in a move: retry shortly.
     #[error("{message}")]
@@ -66,7 +68,8 @@ impl From<KvError> for Status {
                 message,
                 shard_id,
                 map_version,
-            } => wire_errors::wrong_shard(message, shard_id, map_version),
+                owner,
+            } => wire_errors::wrong_shard(message, shard_id, map_version, owner),
             KvError::SlotMoving {
                 message,
                 shard_id,

@@ -43,6 +43,7 @@ impl Fence {
             message,
             shard_id: self.shard.id,
             map_version: self.map_version(),
+            owner: None,
         }
     }
 
@@ -51,14 +52,20 @@ impl Fence {
         let table = self.slots.current();
         match table.access(partition) {
             Access::Serve => Ok(()),
-            Access::NotOwned { slot } => Err(KvError::WrongShard {
-                message: format!(
-                    "partition {partition:?} is in slot {slot}, which shard {} (slots {}) does not own",
-                    self.shard.id,
-                    show_ranges(&table.owned_ranges())
-                ),
+            Access::NotOwned { slot, moved_to } => Err(KvError::WrongShard {
+                message: match moved_to {
+                    Some((owner, version)) => format!(
+                        "partition {partition:?} is in slot {slot}, which moved to shard {owner} at map version {version}"
+                    ),
+                    None => format!(
+                        "partition {partition:?} is in slot {slot}, which shard {} (slots {}) does not own",
+                        self.shard.id,
+                        show_ranges(&table.owned_ranges())
+                    ),
+                },
                 shard_id: self.shard.id,
-                map_version: table.map_version,
+                map_version: moved_to.map_or(table.map_version, |(_, v)| v),
+                owner: moved_to.map(|(owner, _)| (slot, owner)),
             }),
             Access::Moving { slot, move_id } => Err(KvError::SlotMoving {
                 message: format!(
@@ -170,6 +177,7 @@ mod moving_tests {
             .apply(&SlotCommand::Release {
                 move_id: 5,
                 map_version: 2,
+                to_shard: 3,
             })
             .expect("release");
         f.slots.set(table);

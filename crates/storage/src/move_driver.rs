@@ -148,7 +148,10 @@ impl MoveDriver {
         self.change(
             from,
             move_id,
-            pb::change_slots_request::Step::Release(version),
+            pb::change_slots_request::Step::Release(pb::ReleaseSlots {
+                map_version: version,
+                to_shard: to,
+            }),
         )
         .await?;
         tracing::info!(move_id, from, to, ?slots, items, ?pause, "moved slots");
@@ -255,8 +258,11 @@ impl MoveDriver {
             .find(|(id, s)| **id != from && slots.iter().all(|slot| s.owned.contains(slot)));
         match (dest, new_owner) {
             (None, Some((to, s))) => {
-                self.change(from, move_id, Step::Release(s.map_version))
-                    .await?;
+                let release = pb::ReleaseSlots {
+                    map_version: s.map_version,
+                    to_shard: *to,
+                };
+                self.change(from, move_id, Step::Release(release)).await?;
                 Ok(format!(
                     "move {move_id}: shard {to} had taken slots {slots:?} over; shard {from} released them"
                 ))

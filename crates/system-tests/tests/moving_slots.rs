@@ -100,6 +100,13 @@ async fn move_slots(
         .map(tonic::Response::into_inner)
 }
 
+/// The map version of the step that moved `partition`'s slot.
+fn refused_version(report: &pb::MoveSlotsResponse, partition: &str, cluster: &Cluster) -> u64 {
+    let slot = cluster.map.slot(partition);
+    let step = report.steps.iter().find(|s| s.slots.contains(&slot));
+    step.map_or(0, |s| s.map_version)
+}
+
 async fn owned_by(cluster: &Cluster, shard: u32) -> BTreeSet<u32> {
     let status = admin(cluster, 0)
         .cluster_status(pb::ClusterStatusRequest {})
@@ -149,16 +156,37 @@ async fn moved_slots_keep_their_data_and_versions_and_the_source_refuses_them() 
             .all(|s| s.from_shard == 0 && s.to_shard == 1)
     );
 
-    // The old map's client is refused for the moved partitions…
-    let refused = client
+    // A client on the old map is refused by the source, which names the
+    // new owner; the client follows and remembers the redirect.
+    assert_eq!(client.shard_of(&moving[0]), 0);
+    let followed = client
         .read(&moving[0], vec![item()], TIMEOUT)
         .await
+        .expect("redirected");
+    assert_eq!(followed[0].value, moving[0].as_bytes());
+    assert_eq!(client.shard_of(&moving[0]), 1, "the redirect is remembered");
+    let mut raw_0 = kv_of_leader(&cluster, 0).await;
+    let refused = raw_0
+        .read(pb::ReadRequest {
+            route: Some(pb::Route {
+                shard_id: 0,
+                map_version: 1,
+            }),
+            partition: moving[1].clone(),
+            keys: vec![item()],
+            ..Default::default()
+        })
+        .await
         .expect_err("moved away");
-    assert!(
-        matches!(refused, storage_client::StorageError::WrongShard { .. }),
+    assert_eq!(
+        fault(&refused),
+        Fault::WrongShard {
+            node_map_version: Some(refused_version(&report, &moving[1], &cluster)),
+            owner: Some((cluster.map.slot(&moving[1]), 1)),
+        },
         "{refused:?}"
     );
-    // …and still served for the others.
+    // The old map's client still serves the partitions that stayed.
     let kept = client
         .read(&staying, vec![item()], TIMEOUT)
         .await

@@ -223,7 +223,8 @@ async fn misrouted_requests_get_wrong_shard_and_change_nothing() {
     assert_eq!(
         fault(&status),
         Fault::WrongShard {
-            node_map_version: Some(1)
+            node_map_version: Some(1),
+            owner: None
         }
     );
 

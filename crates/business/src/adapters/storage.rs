@@ -43,7 +43,7 @@ impl StorageStore {
     }
 
     fn shard_of(&self, partition: &str) -> u32 {
-        self.client.map().shard_for(partition).id
+        self.client.shard_of(partition)
     }
 
     /// Scans one table on every shard at once; failed shards are reported,

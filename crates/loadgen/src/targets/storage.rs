@@ -81,7 +81,8 @@ pub fn mix(n: u64) -> u64 {
 fn error_kind(e: &storage_client::StorageError) -> String {
     match e {
         storage_client::StorageError::Unavailable { .. } => "Unavailable".into(),
-        storage_client::StorageError::WrongShard { .. } => "WrongShard".into(),
+        storage_client::StorageError::WrongShard { .. }
+        | storage_client::StorageError::Moved { .. } => "WrongShard".into(),
         storage_client::StorageError::Rejected { code, .. } => format!("{code:?}"),
         storage_client::StorageError::BadAddress { .. } => "BadAddress".into(),
         storage_client::StorageError::Tls(_) => "Tls".into(),

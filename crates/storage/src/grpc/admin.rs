@@ -215,9 +215,10 @@ fn slot_command(req: pb::ChangeSlotsRequest) -> Result<SlotCommand, Status> {
         },
         Step::Abandon(_) => SlotCommand::Abandon { move_id },
         Step::Unfreeze(_) => SlotCommand::Unfreeze { move_id },
-        Step::Release(map_version) => SlotCommand::Release {
+        Step::Release(r) => SlotCommand::Release {
             move_id,
-            map_version,
+            map_version: r.map_version,
+            to_shard: r.to_shard,
         },
     })
 }

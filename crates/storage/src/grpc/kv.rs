@@ -183,7 +183,9 @@ impl KvService {
         })
     }
 
-    /// The error of a write its shard refused when applying it.
+    /// The error of a write its shard refused when applying it: what the
+    /// fence says now (with the slot's new owner, if it moved), or
+    /// SLOT_MOVING if the slot has come back since.
     fn refused(
         &self,
         partition: &str,
@@ -191,20 +193,13 @@ impl KvService {
         moving: Option<MoveId>,
         map_version: u64,
     ) -> KvError {
-        let shard_id = self.node.shard().id;
-        match moving {
-            Some(move_id) => KvError::SlotMoving {
+        match self.node.fence.check_partition(partition) {
+            Err(now) => now,
+            Ok(()) => KvError::SlotMoving {
                 message: format!(
-                    "partition {partition:?} is in slot {slot}, which move {move_id} froze while the write was on its way: retry shortly"
+                    "partition {partition:?} is in slot {slot}, which a move ({moving:?}) held while the write was on its way: retry"
                 ),
-                shard_id,
-                map_version,
-            },
-            None => KvError::WrongShard {
-                message: format!(
-                    "partition {partition:?} is in slot {slot}, which shard {shard_id} gave away while the write was on its way"
-                ),
-                shard_id,
+                shard_id: self.node.shard().id,
                 map_version,
             },
         }

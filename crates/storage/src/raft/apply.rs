@@ -53,7 +53,7 @@ impl Overlay<'_> {
             .chain(batch.other_partitions())
             .find_map(|partition| match table.access(partition) {
                 Access::Serve => None,
-                Access::NotOwned { slot } => Some(WriteOutcome::Refused {
+                Access::NotOwned { slot, .. } => Some(WriteOutcome::Refused {
                     partition: partition.to_string(),
                     slot,
                     moving: None,
@@ -575,6 +575,7 @@ mod tests {
                 SlotCommand::Release {
                     move_id: 8,
                     map_version: 3,
+                    to_shard: 1,
                 },
             ),
         ];

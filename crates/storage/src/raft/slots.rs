@@ -30,8 +30,10 @@
 
 use std::sync::Arc;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
-use storage_api::shard_map::slot_of;
+use storage_api::shard_map::{ShardId, slot_of};
 use tokio::sync::watch;
 
 use crate::engine::{EngineError, ReadView};
@@ -61,14 +63,24 @@ pub enum SlotState {
 pub struct SlotTable {
     pub map_version: u64,
     pub states: Vec<SlotState>,
+    /// Where each slot this shard released went, and at which map version:
+    /// the redirect a WRONG_SHARD carries (as Redis Cluster's MOVED).
+    pub moved_to: BTreeMap<u32, (ShardId, u64)>,
 }
 
 /// Whether a partition may be served here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     Serve,
-    NotOwned { slot: u32 },
-    Moving { slot: u32, move_id: MoveId },
+    NotOwned {
+        slot: u32,
+        /// The shard it went to and the map version since, if it left here.
+        moved_to: Option<(ShardId, u64)>,
+    },
+    Moving {
+        slot: u32,
+        move_id: MoveId,
+    },
 }
 
 /// A change of ownership, committed in the shard's Raft log.
@@ -93,8 +105,13 @@ pub enum SlotCommand {
     /// Source, undoing a move: its frozen slots are owned again.
     Unfreeze { move_id: MoveId },
     /// Source, after the destination activated: its frozen slots are not
-    /// owned any more, and their data here is deleted.
-    Release { move_id: MoveId, map_version: u64 },
+    /// owned any more (they are on `to_shard`), and their data here is
+    /// deleted.
+    Release {
+        move_id: MoveId,
+        map_version: u64,
+        to_shard: ShardId,
+    },
 }
 
 /// One copied item.
@@ -134,6 +151,7 @@ impl SlotTable {
         Self {
             map_version,
             states,
+            moved_to: BTreeMap::new(),
         }
     }
 
@@ -164,7 +182,10 @@ impl SlotTable {
     pub fn access_slot(&self, slot: u32) -> Access {
         match self.state(slot) {
             SlotState::Owned => Access::Serve,
-            SlotState::NotOwned => Access::NotOwned { slot },
+            SlotState::NotOwned => Access::NotOwned {
+                slot,
+                moved_to: self.moved_to.get(&slot).copied(),
+            },
             SlotState::Frozen(move_id) | SlotState::Importing(move_id) => {
                 Access::Moving { slot, move_id }
             }
@@ -242,9 +263,14 @@ impl SlotTable {
             SlotCommand::Release {
                 move_id,
                 map_version,
-            } => Ok(DataEffect {
-                drop_slots: self.settle(Frozen(*move_id), NotOwned, Some(*map_version)),
-            }),
+                to_shard,
+            } => {
+                let drop_slots = self.settle(Frozen(*move_id), NotOwned, Some(*map_version));
+                for &slot in &drop_slots {
+                    self.moved_to.insert(slot, (*to_shard, *map_version));
+                }
+                Ok(DataEffect { drop_slots })
+            }
         }
     }
 
@@ -402,8 +428,16 @@ mod tests {
             .apply(&SlotCommand::Release {
                 move_id: 7,
                 map_version: 2,
+                to_shard: 1,
             })
             .expect("release");
+        assert_eq!(
+            t.access_slot(1),
+            Access::NotOwned {
+                slot: 1,
+                moved_to: Some((1, 2))
+            }
+        );
         assert_eq!(effect.drop_slots, vec![1, 2]);
         assert_eq!(t.owned_ranges(), vec![(0, 1), (3, 4)]);
         assert_eq!(t.map_version, 2);
@@ -411,6 +445,7 @@ mod tests {
             .apply(&SlotCommand::Release {
                 move_id: 7,
                 map_version: 2,
+                to_shard: 1,
             })
             .expect("a repeated release");
         assert!(again.drop_slots.is_empty(), "a repeat changes nothing");
