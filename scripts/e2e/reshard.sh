@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# End-to-end: slots move between running shards while the ledger serves.
+#
+# On a local cluster (3 shards x 3 replicas, 2 business, 2 gateways),
+# `loadgen bank` runs random transfers through both gateways and
+# `loadgen deposit` deposits, while scripts/reshard.sh moves a block of
+# slots around the shards again and again (0 -> 1 -> 2 -> 0 ...), and a
+# business replica and a storage leader are killed with -9 and restarted
+# in between. When the load ends: the bank invariants hold (money
+# conserved, nothing PENDING, every history replays to its balance), no
+# deposit failed, every slot has exactly one owner and none is in a move;
+# then `reshard.sh --balance` evens the shards out again.
+#
+#   scripts/e2e/reshard.sh [--duration 40]   (env RESHARD_DURATION)
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+DURATION=${RESHARD_DURATION:-40}
+while (($#)); do
+  case $1 in
+    --duration) DURATION=$2; shift 2 ;;
+    *) die "unknown option $1" ;;
+  esac
+done
+
+export ANATOMY_DIR="$ROOT/.anatomy-e2e-reshard"
+OFFSET=9500
+LOG="$ROOT/.e2e-reshard.log"
+OUT="$ANATOMY_DIR/out"
+cleanup() { "$ROOT/scripts/down.sh" --wipe >/dev/null || true; }
+trap cleanup EXIT
+cleanup
+"$ROOT/scripts/up.sh" --no-build --port-offset "$OFFSET" --businesses 2 --gateways 2 >"$LOG" 2>&1 ||
+  { cat "$LOG"; die "up.sh failed"; }
+# shellcheck disable=SC1091
+source "$ANATOMY_DIR/cluster.env"
+mkdir -p "$OUT"
+GATEWAYS_LIST=$(printf '127.0.0.1:%s,' "${GATEWAY_PORTS[@]}")
+reshard() { "$ROOT/scripts/reshard.sh" "$@" >>"$LOG" 2>&1; }
+pid_of() { cat "$ANATOMY_DIR/run/$1.pid"; }
+leader_of() { # shard -> replica id of its leader, asked of any live replica
+  local r out id
+  for r in 1 2 3; do
+    out=$(operator -max-time 2 "127.0.0.1:$((50071 + OFFSET + $1 * 3 + r - 1))" \
+      anatomy.storage.v1.Admin/NodeStatus 2>/dev/null) || continue
+    id=$(json_field "$out" leaderId)
+    [[ -n $id && $id != 0 ]] && { echo "$id"; return; }
+  done
+  echo 1
+}
+kill_and_restart() {
+  kill -9 "$(pid_of "$1")" 2>/dev/null || true
+  printf '  kill -9 %s\n' "$1"
+  "$ROOT/scripts/up.sh" --no-build >>"$LOG" 2>&1 || { tail -30 "$LOG"; die "up.sh could not restart $1"; }
+}
+
+step "transfers and deposits for ${DURATION}s while slots 0-31 move from shard to shard"
+"$BIN_DIR/loadgen" bank --gateway "${GATEWAYS_LIST%,}" --accounts 24 --concurrency 8 \
+  --duration "${DURATION}s" --timeout 10s --settle 90s >"$OUT/bank.out" 2>>"$LOG" &
+BANK=$!
+"$BIN_DIR/loadgen" deposit --gateway "127.0.0.1:${GATEWAY_PORTS[0]}" --accounts 20 --concurrency 4 \
+  --duration "${DURATION}s" --timeout 10s --quiet --json "$OUT/deposits.jsonl" >>"$LOG" 2>&1 &
+DEPOSITS=$!
+sleep 2
+moves=0 round=0 until=$((SECONDS + DURATION - 4))
+while ((SECONDS < until)); do
+  round=$((round + 1))
+  to=$((round % 3))
+  if reshard --move 0-31 --to "$to" --per-step 8; then
+    moves=$((moves + 1))
+    printf '  round %d: slots 0-31 moved to shard %d\n' "$round" "$to"
+  else
+    fail "round $round: moving slots 0-31 to shard $to failed (see $LOG)"
+    tail -5 "$LOG"
+  fi
+  case $round in
+    2) kill_and_restart business-1 ;;
+    4) kill_and_restart "storage-s$to-r$(leader_of "$to")" ;;
+  esac
+done
+if ((moves >= 4)); then pass "$moves moves of 32 slots under load"; else fail "only $moves moves in ${DURATION}s"; fi
+
+step "the load: bank invariants and deposits"
+if wait "$BANK"; then
+  pass "the bank invariants hold after $moves moves"
+else
+  fail "the bank check failed"
+fi
+tail -n 12 "$OUT/bank.out" | sed 's/^/    /'
+wait "$DEPOSITS" || fail "loadgen deposit exited with an error"
+row=$(tail -n 1 "$OUT/deposits.jsonl")
+ok=$(json_field "$row" ok) failed=$(json_field "$row" failed)
+expect_eq 0 "$failed" "deposits that failed (of $ok)"
+((ok > 0)) || fail "no deposit succeeded"
+grep '^failed:' "$LOG" | head -5 | sed 's/^/    loadgen: /' || true
+
+step "every slot has one owner, none is moving; then --balance evens the shards"
+counts() {
+  operator -max-time 5 "127.0.0.1:$((50071 + OFFSET))" anatomy.storage.v1.Admin/ClusterStatus |
+    python3 -c 'import json, sys
+s = json.load(sys.stdin)
+owned = [sum(r["end"] - r.get("start", 0) for r in sh.get("ownedSlots", [])) for sh in s["shards"]]
+moving = sum(len(sh.get("moving", [])) for sh in s["shards"])
+print(sum(owned), moving, " ".join(map(str, owned)))'
+}
+read -r total moving per_shard <<<"$(counts)"
+expect_eq 1024 "$total" "slots owned in all"
+expect_eq 0 "$moving" "slots in a move"
+reshard --balance || fail "reshard.sh --balance failed"
+read -r total moving per_shard <<<"$(counts)"
+expect_eq "342 341 341" "$(tr ' ' '\n' <<<"$per_shard" | sort -rn | paste -sd' ')" "slots per shard after --balance"
+
+finish
