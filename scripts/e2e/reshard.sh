@@ -24,7 +24,7 @@ while (($#)); do
 done
 
 export ANATOMY_DIR="$ROOT/.anatomy-e2e-reshard"
-OFFSET=9500
+OFFSET=7500
 LOG="$ROOT/.e2e-reshard.log"
 OUT="$ANATOMY_DIR/out"
 cleanup() { "$ROOT/scripts/down.sh" --wipe >/dev/null || true; }

@@ -21,6 +21,7 @@ use anatomy_runtime::layers::propagate::{Propagate, PropagateLayer};
 use anatomy_runtime::retry::{self, Backoff, GaveUp, RetryPolicy, Step};
 
 use crate::breaker::{Admit, ShardBreaker};
+use crate::owners::SlotOwners;
 use anatomy_runtime::tls::{Identity, Transport, transport::endpoint};
 use storage_api::v1 as pb;
 use storage_api::v1::kv_client::KvClient;
@@ -438,46 +439,6 @@ impl StorageClient {
             | GaveUp::BudgetSpent(e)
             | GaveUp::Exhausted(e) => e,
         })
-    }
-}
-
-/// Which shard owns each slot, as this client last learned: the static
-/// map's owners at first, then what redirects said. An owner is replaced
-/// only by one of a newer map version, so the client never goes back.
-#[derive(Debug)]
-struct SlotOwners {
-    owners: std::sync::RwLock<Vec<(ShardId, u64)>>,
-}
-
-impl SlotOwners {
-    fn from_map(map: &ShardMap) -> Self {
-        let owners = (0..map.slots)
-            .map(|slot| {
-                let owner = map.shards.iter().find(|s| s.owns(slot)).map_or(0, |s| s.id);
-                (owner, map.version)
-            })
-            .collect();
-        Self {
-            owners: std::sync::RwLock::new(owners),
-        }
-    }
-
-    fn owner(&self, slot: u32) -> ShardId {
-        let owners = self.owners.read().unwrap_or_else(|e| e.into_inner());
-        owners.get(slot as usize).map_or(0, |(owner, _)| *owner)
-    }
-
-    /// Records that `slot` is on `owner` since `version`; false if this
-    /// client already knew as much or newer.
-    fn learn(&self, slot: u32, owner: ShardId, version: u64) -> bool {
-        let mut owners = self.owners.write().unwrap_or_else(|e| e.into_inner());
-        match owners.get_mut(slot as usize) {
-            Some(known) if known.1 < version => {
-                *known = (owner, version);
-                true
-            }
-            _ => false,
-        }
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod breaker;
 pub mod client;
+pub mod owners;
 
 pub use client::{ClientConfig, StorageClient, StorageError};
 pub use storage_api::ShardMap;
