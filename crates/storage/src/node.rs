@@ -19,6 +19,7 @@ use crate::fence::Fence;
 use crate::files::{Files, Log, OpenError};
 use crate::grpc::raft_network::Network;
 use crate::proposer::{Proposer, ProposerLimits};
+use crate::raft::slots::SLOT_TABLE_KEY;
 use crate::raft::snapshot::SnapshotDir;
 use crate::raft::snapshot_pacing::SnapshotPacing;
 use crate::raft::state_machine::StateMachine;
@@ -326,9 +327,11 @@ impl StorageNode {
     }
 
     /// The state machine's metadata (revision, last applied) and item count.
+    /// (The stored slot table is not an item: it is not counted.)
     pub fn state(&self) -> Result<(Meta, u64), crate::engine::EngineError> {
         let view = self.engine.read()?;
-        Ok((view.meta()?, view.len()?))
+        let slot_table = view.get(SLOT_TABLE_KEY)?.is_some();
+        Ok((view.meta()?, view.len()? - u64::from(slot_table)))
     }
 
     /// Stops Raft and makes the state machine durable.

@@ -232,6 +232,15 @@ async fn moved_slots_keep_their_data_and_versions_and_the_source_refuses_them() 
         assert_eq!(view.get(&key).expect("get"), None, "{p} left shard 0");
     }
     drop(view);
+    let status = admin(&cluster, 0)
+        .cluster_status(pb::ClusterStatusRequest {})
+        .await
+        .expect("cluster status")
+        .into_inner();
+    assert_eq!(
+        status.shards[0].keys, 1,
+        "shard 0 counts only the item that stayed, not its slot table"
+    );
     let owned_1 = owned_by(&cluster, 1).await;
     assert!(slots.is_subset(&owned_1));
     assert!(owned_by(&cluster, 0).await.is_disjoint(&slots));
