@@ -43,16 +43,6 @@ step "transfers for ${DURATION}s through both gateways, with $ROUNDS rounds of f
 BANK=$!
 
 pid_of() { cat "$ANATOMY_DIR/run/$1.pid"; }
-leader_of() { # shard -> replica id of its leader, asked of any live replica
-  local r out
-  for r in 1 2 3; do
-    out=$(operator -max-time 2 "127.0.0.1:$((50071 + OFFSET + $1 * 3 + r - 1))" \
-      anatomy.storage.v1.Admin/NodeStatus 2>/dev/null) || continue
-    id=$(json_field "$out" leaderId)
-    [[ -n $id && $id != 0 ]] && { echo "$id"; return; }
-  done
-  echo 1
-}
 
 # Faults are paced in time within the load window; each round kills one
 # process with -9, then up.sh restarts it and waits until it serves.

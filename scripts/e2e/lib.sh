@@ -25,6 +25,20 @@ operator() {
     -key "$ANATOMY_DIR/tls/operator.key" "$@"
 }
 
+# leader_of SHARD: the replica id of its leader, asked of any live replica
+# of a local cluster of 3 replicas per shard on port offset $OFFSET (1 if
+# none answers).
+leader_of() {
+  local r out id
+  for r in 1 2 3; do
+    out=$(operator -max-time 2 "127.0.0.1:$((50071 + OFFSET + $1 * 3 + r - 1))" \
+      anatomy.storage.v1.Admin/NodeStatus 2>/dev/null) || continue
+    id=$(json_field "$out" leaderId)
+    [[ -n $id && $id != 0 ]] && { echo "$id"; return; }
+  done
+  echo 1
+}
+
 # json_field JSON NAME: prints a top-level field of grpcurl's JSON output.
 json_field() {
   python3 -c 'import json,sys; v=json.loads(sys.argv[1]).get(sys.argv[2], ""); print(v)' "$1" "$2" 2>/dev/null || true

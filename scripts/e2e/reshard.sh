@@ -38,16 +38,6 @@ mkdir -p "$OUT"
 GATEWAYS_LIST=$(printf '127.0.0.1:%s,' "${GATEWAY_PORTS[@]}")
 reshard() { "$ROOT/scripts/reshard.sh" "$@" >>"$LOG" 2>&1; }
 pid_of() { cat "$ANATOMY_DIR/run/$1.pid"; }
-leader_of() { # shard -> replica id of its leader, asked of any live replica
-  local r out id
-  for r in 1 2 3; do
-    out=$(operator -max-time 2 "127.0.0.1:$((50071 + OFFSET + $1 * 3 + r - 1))" \
-      anatomy.storage.v1.Admin/NodeStatus 2>/dev/null) || continue
-    id=$(json_field "$out" leaderId)
-    [[ -n $id && $id != 0 ]] && { echo "$id"; return; }
-  done
-  echo 1
-}
 kill_and_restart() {
   kill -9 "$(pid_of "$1")" 2>/dev/null || true
   printf '  kill -9 %s\n' "$1"

@@ -7,8 +7,6 @@
 #![allow(clippy::expect_used)]
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anatomy_runtime::tls::Identity;
@@ -255,8 +253,7 @@ async fn a_write_racing_a_move_is_refused_or_kept_never_lost() {
     let partition = partitions_of(&cluster, 0, 1).remove(0);
     let slot = cluster.map.slot(&partition);
     let mut on_0 = kv_of_leader(&cluster, 0).await;
-    let written = Arc::new(AtomicUsize::new(0));
-    let counter = written.clone();
+    let (counter, mut written) = tokio::sync::watch::channel(0usize);
     let writer = tokio::spawn(async move {
         // Distinct keys, written until the source gives the slot away.
         let mut acknowledged = Vec::new();
@@ -282,7 +279,7 @@ async fn a_write_racing_a_move_is_refused_or_kept_never_lost() {
             match answer {
                 Ok(r) => {
                     acknowledged.push((key, r.into_inner().revision));
-                    counter.fetch_add(1, Ordering::Relaxed);
+                    counter.send_modify(|n| *n += 1);
                 }
                 Err(s) => match fault(&s) {
                     Fault::SlotMoving { .. } => moving_answers += 1,
@@ -294,11 +291,10 @@ async fn a_write_racing_a_move_is_refused_or_kept_never_lost() {
         (partition, acknowledged, moving_answers)
     });
     // Some writes land before the move starts.
-    let started = tokio::time::Instant::now();
-    while written.load(Ordering::Relaxed) < 50 {
-        assert!(started.elapsed() < TIMEOUT, "the writer wrote nothing");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    tokio::time::timeout(TIMEOUT, written.wait_for(|n| *n >= 50))
+        .await
+        .expect("the writer wrote nothing")
+        .expect("the writer stopped early");
     move_slots(&cluster, &BTreeSet::from([slot]), 1)
         .await
         .expect("moved");
