@@ -191,24 +191,12 @@ fn gave_up_status(gave_up: GaveUp<Status>, timeout: Duration) -> Status {
 
 /// Worth another attempt: the call failed on the way to or from a business
 /// replica — no connection, no replica ready, or the connection broke
-/// mid-call (a replica killed) — rather than being answered. tonic attaches
-/// the local cause as `source` to statuses it makes from such failures; a
-/// status a replica sent back has none, and is its answer: a replica's own
+/// mid-call (a replica killed) — rather than being answered. A replica's own
 /// UNAVAILABLE (say, a storage shard without a majority) is not retried,
 /// that would only burn the caller's deadline. Every Ledger call is safe to
 /// repeat, so a call that may have reached a replica can go again.
 fn unreachable(status: &Status) -> bool {
-    // Cancelled too: a replica shutting down resets the streams it did not
-    // take (HTTP/2 REFUSED_STREAM / CANCEL), which tonic reports so. And
-    // Internal with a local source: an HTTP/2 protocol error on a
-    // connection closed under the call (seen once in ~15 000 deposits while
-    // scripts/e2e/rotation.sh restarted a business replica); a replica's own
-    // INTERNAL answer has no source and is not retried.
-    let transport_failed = matches!(
-        status.code(),
-        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::Internal
-    ) && std::error::Error::source(status).is_some();
-    transport_failed || none_ready(status)
+    anatomy_runtime::grpc::failed_in_transit(status) || none_ready(status)
 }
 
 /// The pool's own refusal when no replica was ready (one restarting, the

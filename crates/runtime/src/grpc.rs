@@ -174,9 +174,40 @@ pub fn is_server_fault(code: Code) -> bool {
     )
 }
 
+/// The call failed on the way to or from the server — no connection, or
+/// the connection broke under the call (a server restarting or killed) —
+/// rather than being answered. tonic attaches the local cause as `source`
+/// to the statuses it makes from such failures; a status a server sent
+/// back has none, and is its answer. Internal is included: an HTTP/2
+/// protocol error on a connection closed under the call comes out so
+/// (seen in ~1 of 15 000 deposits while a replica restarted). Callers
+/// retry these only where the call is safe to repeat.
+pub fn failed_in_transit(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::Internal
+    ) && std::error::Error::source(status).is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_statuses_with_a_local_cause_failed_in_transit() {
+        let local = |code| {
+            let mut status = tonic::Status::new(code, "h2 protocol error");
+            let cause = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+            status.set_source(Arc::new(cause));
+            status
+        };
+        assert!(failed_in_transit(&local(Code::Internal)));
+        assert!(failed_in_transit(&local(Code::Unavailable)));
+        assert!(!failed_in_transit(&local(Code::InvalidArgument)));
+        // The same code sent by a server is its answer.
+        assert!(!failed_in_transit(&tonic::Status::internal("boom")));
+        assert!(!failed_in_transit(&tonic::Status::unavailable("no quorum")));
+    }
 
     #[test]
     fn parses_paths() {

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use anatomy_runtime::grpc::failed_in_transit;
 use anatomy_runtime::layers::propagate::{Propagate, PropagateLayer};
 use anatomy_runtime::retry::{self, Backoff, GaveUp, RetryPolicy, Step};
 
@@ -512,7 +513,7 @@ fn judge<T>(shard: &ShardRoute, at: usize, status: &Status) -> (Step<T, StorageE
             .increment(1);
             (Step::Wait(unavailable(), SLOT_MOVING_PAUSE), at)
         }
-        Fault::Other if retryable(status.code()) => {
+        Fault::Other if retryable(status.code()) || failed_in_transit(status) => {
             if shard.breaker.failure() {
                 return (Step::Fail(unavailable()), at);
             }
@@ -546,7 +547,9 @@ fn leader_index(
         .or_else(|| leader_addr.and_then(|a| spec.replicas.iter().position(|r| r.addr == a)))
 }
 
-/// Failures that another attempt (maybe on another replica) can fix.
+/// Failures that another attempt (maybe on another replica) can fix; and
+/// any status tonic made from a connection that broke under the call
+/// (`failed_in_transit`, an Internal h2 error among them).
 fn retryable(code: Code) -> bool {
     matches!(
         code,

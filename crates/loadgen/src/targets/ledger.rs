@@ -8,6 +8,7 @@ use gateway_api::v1::ledger_client::LedgerClient;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
 
+use anatomy_runtime::grpc::failed_in_transit;
 use anatomy_runtime::retry::{self, Backoff, RetryPolicy, Step};
 
 use super::failure;
@@ -140,7 +141,7 @@ impl Target for Deposits {
                 };
                 match client.deposit(request).await {
                     Ok(_) => Step::Done(()),
-                    Err(s) if gateway_unreachable(&s) => Step::Retry(s),
+                    Err(s) if failed_in_transit(&s) => Step::Retry(s),
                     Err(s) => Step::Fail(s),
                 }
             }
@@ -163,14 +164,3 @@ const GATEWAY_BACKOFF: Backoff = Backoff {
     base: Duration::from_millis(20),
     max: Duration::from_millis(200),
 };
-
-/// The call failed on the way to or from the gateway — no connection, or
-/// the connection reset while the gateway shut down — rather than being
-/// answered: tonic attaches the local cause as the status's source; a
-/// status the gateway sent has none. Safe to send again, elsewhere.
-fn gateway_unreachable(status: &tonic::Status) -> bool {
-    matches!(
-        status.code(),
-        Code::Unavailable | Code::Unknown | Code::Cancelled
-    ) && std::error::Error::source(status).is_some()
-}
