@@ -8,6 +8,13 @@
 # it restarts the workloads whose image changed and a dead port-forward.
 # scripts/kind-down.sh deletes it all.
 #
+# usage: scripts/kind-up.sh [--add-shard]
+#   --add-shard  four shards: certificates and Secrets for shard 3 too, and
+#                k8s/overlays/kind-four-shards instead of k8s/overlays/kind.
+#                On a running cluster this adds shard 3 without restarting
+#                anything (docs/kubernetes.md, "Adding a shard"). Implied
+#                once the StatefulSet storage-s3 exists, so a later run never
+#                takes shard 3 out of the shard map.
 # env: KIND_CLUSTER (default anatomy), ANATOMY_KIND_GRPC_PORT (50051),
 #      ANATOMY_KIND_HTTP_PORT (8080), ANATOMY_KIND_TIMEOUT (300s per rollout)
 set -euo pipefail
@@ -22,6 +29,14 @@ TIMEOUT="${ANATOMY_KIND_TIMEOUT:-300s}"
 SERVICES=(gateway business storage)
 PF=kind-port-forward # its pid file: $RUN_DIR/kind-port-forward.pid
 k() { kubectl --context "kind-$CLUSTER" -n anatomy "$@"; } # never another cluster
+OVERLAY=k8s/overlays/kind
+SHARDS=3
+case ${1:-} in
+  --add-shard) SHARDS=4 ;;
+  "") ;;
+  -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) die "unknown option $1 (see --help)" ;;
+esac
 
 # --- prerequisites ------------------------------------------------------------
 need() { command -v "$1" >/dev/null || die "$1 is not installed: $2"; }
@@ -39,6 +54,13 @@ else
   say "==> creating kind cluster $CLUSTER (1 control plane, 3 workers)"
   kind create cluster --name "$CLUSTER" --config k8s/kind/cluster.yaml --wait 120s
 fi
+
+# Shard 3 was added (docs/kubernetes.md, "Adding a shard"): keep it in the map.
+if ((SHARDS == 3)) && k get statefulset storage-s3 >/dev/null 2>&1; then
+  say "==> statefulset storage-s3 exists: four shards (--add-shard)"
+  SHARDS=4
+fi
+if ((SHARDS == 4)); then OVERLAY=k8s/overlays/kind-four-shards; fi
 
 # --- images -------------------------------------------------------------------
 say "==> building images (scripts/images.sh)"
@@ -63,7 +85,7 @@ done
 CERTS="$ANATOMY_DIR/kind/certs"
 say "==> certificates in $CERTS, one Secret per identity"
 kubectl --context "kind-$CLUSTER" apply -k k8s/base/namespace >/dev/null
-"$BIN_DIR/anatomy-certs" --dir "$CERTS" init --shards 3 --replicas 3 >/dev/null
+"$BIN_DIR/anatomy-certs" --dir "$CERTS" init --shards "$SHARDS" --replicas 3 >/dev/null
 for id in $("$BIN_DIR/anatomy-certs" --dir "$CERTS" list); do
   [[ $id == operator ]] && continue # stays on this machine, for grpcurl
   k create secret generic "$id-tls" --type=kubernetes.io/tls \
@@ -73,8 +95,8 @@ done
 
 # --- apply --------------------------------------------------------------------
 existing=$(k get deployments,statefulsets -o name 2>/dev/null || true)
-say "==> kubectl apply -k k8s/overlays/kind"
-kubectl --context "kind-$CLUSTER" apply -k k8s/overlays/kind
+say "==> kubectl apply -k $OVERLAY"
+kubectl --context "kind-$CLUSTER" apply -k "$OVERLAY"
 # The tag stays :dev, so Kubernetes cannot see a new image: restart what runs an old one.
 for svc in "${changed[@]}"; do
   for obj in $(grep -E "^(deployment|statefulset)[^/]*/$svc(-s[0-9]+)?$" <<<"$existing" || true); do

@@ -13,7 +13,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 usage() {
   cat <<USAGE
 usage: scripts/up.sh [options]
-  --shards N        storage shards (env ANATOMY_SHARDS, default 3)
+  --shards N        storage shards (env ANATOMY_SHARDS, default 3); more than a
+                    running cluster has adds shards to it, owning no slots
+                    (then scripts/reshard.sh --balance moves slots to them)
   --replicas N      replicas per shard (env ANATOMY_REPLICAS, default 3)
   --businesses N    business replicas (env ANATOMY_BUSINESSES, default 2)
   --gateways N      gateway replicas (env ANATOMY_GATEWAYS, default 2)
@@ -22,11 +24,13 @@ usage: scripts/up.sh [options]
   --storage-only    start only the storage replicas
   --layout-only     write the layout, shard map and certificates; start nothing
   --no-build        use the binaries already in target/release
-The layout is fixed when the cluster is first created; scripts/down.sh --wipe resets it.
+The layout is fixed when the cluster is first created (only --shards may grow
+it); scripts/down.sh --wipe resets it.
 USAGE
 }
 
 SHARDS=${ANATOMY_SHARDS:-3}
+SHARDS_GIVEN=${ANATOMY_SHARDS:+1}
 REPLICAS=${ANATOMY_REPLICAS:-3}
 BUSINESSES=${ANATOMY_BUSINESSES:-2}
 GATEWAYS=${ANATOMY_GATEWAYS:-2}
@@ -36,7 +40,7 @@ STORAGE_ONLY=0
 LAYOUT_ONLY=0
 while (($#)); do
   case $1 in
-    --shards) SHARDS=$2; shift 2 ;;
+    --shards) SHARDS=$2 SHARDS_GIVEN=1; shift 2 ;;
     --replicas) REPLICAS=$2; shift 2 ;;
     --businesses) BUSINESSES=$2; shift 2 ;;
     --gateways) GATEWAYS=$2; shift 2 ;;
@@ -69,13 +73,33 @@ mkdir -p "$RUN_DIR" "$LOG_DIR" "$DATA_DIR"
 # The layout is written once and reused, so a restart never moves data.
 LAYOUT="$ANATOMY_DIR/cluster.env"
 MAP="$ANATOMY_DIR/shard-map.toml"
+# shard_entry SHARD SLOT_START SLOT_END: one [[shards]] entry of the map.
+shard_entry() {
+  local r
+  printf '\n[[shards]]\nid = %d\nslot_start = %d\nslot_end = %d\nreplicas = [\n' "$1" "$2" "$3"
+  for ((r = 1; r <= REPLICAS; r++)); do
+    printf '  { id = %d, addr = "127.0.0.1:%d" },\n' "$r" $((50071 + PORT_OFFSET + $1 * REPLICAS + r - 1))
+  done
+  printf ']\n'
+}
 if [[ -f $LAYOUT ]]; then
+  WANT_SHARDS=$SHARDS
   wanted="$SHARDS/$REPLICAS/$BUSINESSES/$GATEWAYS/$PORT_OFFSET"
   # shellcheck disable=SC1090
   source "$LAYOUT"
+  if ((${SHARDS_GIVEN:-0} && WANT_SHARDS > SHARDS)); then
+    # New shards start owning no slots (slot_end = slot_start): each joins
+    # the running cluster by itself (shard 0 lists it) and reports SERVING
+    # once listed; slots then move to it (scripts/reshard.sh --balance).
+    for ((s = SHARDS; s < WANT_SHARDS; s++)); do shard_entry "$s" 1024 1024; done >>"$MAP"
+    sed -i "s/^SHARDS=.*/SHARDS=$WANT_SHARDS/" "$LAYOUT"
+    say "==> adding shards $SHARDS..$((WANT_SHARDS - 1)) to the cluster (owning no slots until scripts/reshard.sh --balance)"
+    SHARDS=$WANT_SHARDS
+    wanted="$SHARDS/$REPLICAS/$BUSINESSES/$GATEWAYS/$PORT_OFFSET"
+  fi
   have="$SHARDS/$REPLICAS/$BUSINESSES/$GATEWAYS/$PORT_OFFSET"
   [[ $wanted == "$have" ]] ||
-    say "note: keeping the existing layout (shards/replicas/businesses/gateways/offset = $have); scripts/down.sh --wipe to change it"
+    say "note: keeping the existing layout (shards/replicas/businesses/gateways/offset = $have); shards can be added, not removed; scripts/down.sh --wipe to change it"
 else
   GATEWAY_PORTS=() GATEWAY_HTTP_PORTS=()
   port=$((50051 + PORT_OFFSET)) http=$((8080 + PORT_OFFSET))
@@ -95,12 +119,7 @@ else
     printf '# The shard map of the local cluster, written by scripts/up.sh.\n'
     printf 'version = 1\nslots = 1024\n'
     for ((s = 0; s < SHARDS; s++)); do
-      printf '\n[[shards]]\nid = %d\nslot_start = %d\nslot_end = %d\nreplicas = [\n' \
-        "$s" $((s * 1024 / SHARDS)) $(((s + 1) * 1024 / SHARDS))
-      for ((r = 1; r <= REPLICAS; r++)); do
-        printf '  { id = %d, addr = "127.0.0.1:%d" },\n' "$r" $((50071 + PORT_OFFSET + s * REPLICAS + r - 1))
-      done
-      printf ']\n'
+      shard_entry "$s" $((s * 1024 / SHARDS)) $(((s + 1) * 1024 / SHARDS))
     done
   } >"$MAP"
 fi

@@ -8,6 +8,12 @@
 #             (their shape and identities: no CRD schemas offline), ...
 #   flags     every --flag / ANATOMY_* the manifests (and compose) set exists in
 #             the binaries' --help ($BIN_DIR, default target/release)
+#   maps      the shard maps (scripts/checks/shard_maps.py): compose's and the
+#             ConfigMap's, and their four-shard versions = the same + shard 3
+#             with an empty range (deploy/compose/shard-map-4.toml,
+#             k8s/components/shard-3/shard-map.yaml)
+#   compose   deploy/compose/compose.yaml alone and with add-shard.yaml
+#             (`config -q`; skipped without docker-compose / docker compose)
 #   and a shellcheck of every scripts/**/*.sh, at severity warning.
 # Installs what it lacks (PyPI tools into .venv, shellcheck with apt-get),
 # prints one line per check, and exits 1 if any failed.
@@ -49,7 +55,8 @@ report() {
 
 # --- render -------------------------------------------------------------------
 # The whole base, each service of it alone, each overlay and each of its parts.
-# (base/storage/shard and s0..s2 are pieces of base/storage, not deployable alone.)
+# (base/storage/shard and s0..s3 are pieces of base/storage, not deployable
+# alone; components/shard-3 is rendered by the *-four-shards overlays.)
 dirs=(k8s/base k8s/base/*/ k8s/overlays/*/ k8s/overlays/*/*/)
 rendered=() status=0
 : >"$OUT/render.log"
@@ -83,6 +90,31 @@ status=0
 "$VENV/bin/python" scripts/checks/k8s_flags.py --bin-dir "$BIN_DIR" --compose deploy/compose/compose.yaml \
   "${rendered[@]}" >"$OUT/flags.log" 2>&1 || status=$?
 report flags "$status" "$(tail -n 1 "$OUT/flags.log") ($BIN_DIR)" "$OUT/flags.log"
+
+# --- maps ---------------------------------------------------------------------
+status=0
+"$VENV/bin/python" scripts/checks/shard_maps.py \
+  --adds deploy/compose/shard-map.toml deploy/compose/shard-map-4.toml \
+  --adds k8s/base/storage/shard-map.yaml k8s/components/shard-3/shard-map.yaml >"$OUT/maps.log" 2>&1 || status=$?
+report maps "$status" "$(tail -n 1 "$OUT/maps.log") (scripts/checks/shard_maps.py)" "$OUT/maps.log"
+
+# --- compose ------------------------------------------------------------------
+# Both ways the compose project is started (scripts/compose-up.sh [--add-shard]).
+# `config` needs no daemon; the tls paths need not exist.
+dc=()
+if docker compose version >/dev/null 2>&1; then dc=(docker compose); elif command -v docker-compose >/dev/null; then dc=(docker-compose); fi
+if ((${#dc[@]})); then
+  status=0
+  : >"$OUT/compose.log"
+  for files in "deploy/compose/compose.yaml" "deploy/compose/compose.yaml deploy/compose/add-shard.yaml"; do
+    args=()
+    for f in $files; do args+=(-f "$f"); done
+    "${dc[@]}" -p anatomy-check "${args[@]}" config -q >>"$OUT/compose.log" 2>&1 || { echo "in: $files" >>"$OUT/compose.log"; status=1; }
+  done
+  report compose "$status" "compose.yaml, + add-shard.yaml ($("${dc[@]}" version --short 2>/dev/null || echo "${dc[*]}"))" "$OUT/compose.log"
+else
+  printf 'skip  %-10s %s\n' compose "neither docker compose nor docker-compose is installed"
+fi
 
 # --- shellcheck ---------------------------------------------------------------
 status=0

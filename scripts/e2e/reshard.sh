@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
-# End-to-end: slots move between running shards while the ledger serves.
+# End-to-end: a shard is added and slots move between running shards
+# while the ledger serves.
 #
 # On a local cluster (3 shards x 3 replicas, 2 business, 2 gateways),
 # `loadgen bank` runs random transfers through both gateways and
-# `loadgen deposit` deposits, while scripts/reshard.sh moves a block of
-# slots around the shards again and again (0 -> 1 -> 2 -> 0 ...), and a
-# business replica and a storage leader are killed with -9 and restarted
-# in between. When the load ends: the bank invariants hold (money
-# conserved, nothing PENDING, every history replays to its balance), no
-# deposit failed, every slot has exactly one owner and none is in a move;
-# then `reshard.sh --balance` evens the shards out again.
+# `loadgen deposit` deposits, while a fourth shard is added
+# (`scripts/up.sh --shards 4`: it starts owning nothing and joins by
+# itself) and `scripts/reshard.sh --balance` spreads the slots over the
+# four; then a block of slots moves around the shards again and again
+# (0 -> 1 -> 2 -> 3 -> 0 ...), and a business replica and a storage leader
+# are killed with -9 and restarted in between. When the load ends: the
+# bank invariants hold (money conserved, nothing PENDING, every history
+# replays to its balance), no deposit failed, every slot has exactly one
+# owner and none is in a move; then `reshard.sh --balance` evens the
+# shards out again (256 each).
 #
-#   scripts/e2e/reshard.sh [--duration 40]   (env RESHARD_DURATION)
+#   scripts/e2e/reshard.sh [--duration 60]   (env RESHARD_DURATION)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-DURATION=${RESHARD_DURATION:-40}
+DURATION=${RESHARD_DURATION:-60}
 while (($#)); do
   case $1 in
     --duration) DURATION=$2; shift 2 ;;
@@ -44,7 +48,7 @@ kill_and_restart() {
   "$ROOT/scripts/up.sh" --no-build >>"$LOG" 2>&1 || { tail -30 "$LOG"; die "up.sh could not restart $1"; }
 }
 
-step "transfers and deposits for ${DURATION}s while slots 0-31 move from shard to shard"
+step "transfers and deposits for ${DURATION}s: a fourth shard joins, slots spread to it, then slots 0-31 move from shard to shard"
 "$BIN_DIR/loadgen" bank --gateway "${GATEWAYS_LIST%,}" --accounts 24 --concurrency 8 \
   --duration "${DURATION}s" --timeout 10s --settle 90s >"$OUT/bank.out" 2>>"$LOG" &
 BANK=$!
@@ -52,10 +56,17 @@ BANK=$!
   --duration "${DURATION}s" --timeout 10s --quiet --json "$OUT/deposits.jsonl" >>"$LOG" 2>&1 &
 DEPOSITS=$!
 sleep 2
+"$ROOT/scripts/up.sh" --no-build --shards 4 >>"$LOG" 2>&1 || { tail -30 "$LOG"; die "up.sh --shards 4 failed"; }
+pass "shard 3 started and joined the cluster (its replicas report SERVING once shard 0 lists it)"
+if reshard --balance; then
+  pass "reshard.sh --balance spread the slots over 4 shards under load"
+else
+  fail "reshard.sh --balance onto the new shard failed (see $LOG)"
+fi
 moves=0 round=0 until=$((SECONDS + DURATION - 4))
 while ((SECONDS < until)); do
   round=$((round + 1))
-  to=$((round % 3))
+  to=$((round % 4))
   if reshard --move 0-31 --to "$to" --per-step 8; then
     moves=$((moves + 1))
     printf '  round %d: slots 0-31 moved to shard %d\n' "$round" "$to"
@@ -83,6 +94,18 @@ ok=$(json_field "$row" ok) failed=$(json_field "$row" failed)
 expect_eq 0 "$failed" "deposits that failed (of $ok)"
 ((ok > 0)) || fail "no deposit succeeded"
 grep '^failed:' "$LOG" | head -5 | sed 's/^/    loadgen: /' || true
+# Each acknowledged deposit added 1 to one of loadgen-0..19 (a fresh
+# cluster): their balances sum to the deposits acknowledged, no more (a
+# deposit applied twice) and no less (one lost in a move).
+sum=0
+for ((a = 0; a < 20; a++)); do
+  call out -H 'authorization: Bearer dev-key-acme' -d "{\"account_id\":\"loadgen-$a\"}" \
+    "127.0.0.1:${GATEWAY_PORTS[0]}" anatomy.gateway.v1.Ledger/GetAccount
+  balance=$(python3 -c 'import json, sys; print(int(json.loads(sys.argv[1]).get("balance", 0)))' "$out" 2>/dev/null) ||
+    { fail "GetAccount loadgen-$a: $out"; balance=0; }
+  sum=$((sum + balance))
+done
+expect_eq "$ok" "$sum" "the deposit accounts' balances, summed (= deposits acknowledged)"
 
 step "every slot has one owner, none is moving; then --balance evens the shards"
 counts() {
@@ -98,6 +121,6 @@ expect_eq 1024 "$total" "slots owned in all"
 expect_eq 0 "$moving" "slots in a move"
 reshard --balance || fail "reshard.sh --balance failed"
 read -r total moving per_shard <<<"$(counts)"
-expect_eq "342 341 341" "$(tr ' ' '\n' <<<"$per_shard" | sort -rn | paste -sd' ')" "slots per shard after --balance"
+expect_eq "256 256 256 256" "$per_shard" "slots per shard after --balance"
 
 finish

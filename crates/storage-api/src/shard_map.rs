@@ -3,10 +3,12 @@
 //! A partition key (for the ledger, `tenant/account_id`) hashes into one of
 //! `slots` slots with CRC-32 (the IEEE/zlib polynomial, the same checksum
 //! `gzip` and `crc32` on the command line print), taken modulo `slots`.
-//! Contiguous slot ranges belong to shards. The map is static configuration
-//! with a version; nodes and clients must run the same version, and a node
-//! refuses any request routed with another version or for a slot it does not
-//! own (see `anatomy.storage.v1`'s WRONG_SHARD).
+//! The map file gives each shard a contiguous slot range: the ownership a
+//! new cluster starts with. A shard may start with an empty range (added to
+//! a running cluster, it owns nothing until slots move to it). From then on
+//! ownership lives in each shard's own Raft log, and the list of shards in
+//! shard 0's (`docs/partitioning.md`); a node refuses a request for a slot
+//! it does not own (see `anatomy.storage.v1`'s WRONG_SHARD).
 
 use std::path::Path;
 
@@ -148,8 +150,8 @@ impl ShardMap {
         Ok(map)
     }
 
-    /// Checks that the shards cover every slot exactly once, in order, and
-    /// that ids and addresses make sense.
+    /// Checks that the shards cover every slot exactly once, in order (a
+    /// shard's range may be empty), and that ids and addresses make sense.
     pub fn validate(&self) -> Result<(), ShardMapError> {
         let bad = |m: String| Err(ShardMapError::Invalid(m));
         if self.slots == 0 {
@@ -166,9 +168,10 @@ impl ShardMap {
                     shard.id
                 ));
             }
-            if shard.slot_start != next_slot || shard.slot_end <= shard.slot_start {
+            if shard.slot_start != next_slot || shard.slot_end < shard.slot_start {
                 return bad(format!(
-                    "shard {} has slots [{}, {}) but must start at {next_slot} and not be empty",
+                    "shard {} has slots [{}, {}) but must start at {next_slot} \
+                     (slot_end = slot_start for a shard that starts with none)",
                     shard.id, shard.slot_start, shard.slot_end
                 ));
             }
@@ -216,6 +219,65 @@ impl ShardMap {
     pub fn shard(&self, id: ShardId) -> Option<&ShardSpec> {
         self.shards.get(id as usize)
     }
+
+    /// Adds the shards of `added` this map does not have yet (a shard added
+    /// to the running cluster, as shard 0's log lists it); a shard it has
+    /// keeps its entry. Returns whether the map grew.
+    pub fn extend_with(&mut self, added: &[ShardSpec]) -> bool {
+        let before = self.shards.len();
+        for spec in added {
+            if spec.id as usize == self.shards.len() {
+                self.shards.push(spec.clone());
+            }
+        }
+        self.shards.len() > before
+    }
+}
+
+/// The shard list as `Kv/ListShards` carries it.
+pub fn shard_list(map: &ShardMap) -> crate::v1::ListShardsResponse {
+    crate::v1::ListShardsResponse {
+        slots: map.slots,
+        shards: map.shards.iter().map(shard_info).collect(),
+    }
+}
+
+/// A shard as the wire names it (id and replicas).
+pub fn shard_info(spec: &ShardSpec) -> crate::v1::ShardInfo {
+    crate::v1::ShardInfo {
+        id: spec.id,
+        replicas: spec
+            .replicas
+            .iter()
+            .map(|r| crate::v1::ShardReplica {
+                id: r.id,
+                addr: r.addr.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// A shard from the wire, added to a map of `slots` slots: it starts owning
+/// none (its range is empty); its replicas are checked as a map file's are.
+pub fn shard_from_info(
+    info: &crate::v1::ShardInfo,
+    slots: u32,
+) -> Result<ShardSpec, ShardMapError> {
+    let spec = ShardSpec {
+        id: info.id,
+        slot_start: slots,
+        slot_end: slots,
+        replicas: info
+            .replicas
+            .iter()
+            .map(|r| ReplicaSpec {
+                id: r.id,
+                addr: r.addr.clone(),
+            })
+            .collect(),
+    };
+    validate_replicas(&spec)?;
+    Ok(spec)
 }
 
 fn validate_replicas(shard: &ShardSpec) -> Result<(), ShardMapError> {
@@ -300,6 +362,28 @@ mod tests {
         assert_eq!(map.shard(1).map(|s| s.replicas.len()), Some(1));
         let owner = map.shard_for("acme/alice");
         assert!(owner.owns(map.slot("acme/alice")));
+    }
+
+    #[test]
+    fn a_shard_may_start_with_no_slots_and_join_later() {
+        let text = "version = 1\nslots = 4\n\
+            [[shards]]\nid = 0\nslot_start = 0\nslot_end = 4\nreplicas = [{ id = 1, addr = \"a:1\" }]\n\
+            [[shards]]\nid = 1\nslot_start = 4\nslot_end = 4\nreplicas = [{ id = 1, addr = \"b:1\" }]\n";
+        let map = ShardMap::parse(text).expect("an empty range is valid");
+        assert!((0..4).all(|slot| !map.shards[1].owns(slot)));
+        let mut old = ShardMap::parse(&text[..text.find("[[shards]]\nid = 1").unwrap_or(0)])
+            .expect("one shard");
+        assert!(old.extend_with(&map.shards[1..]));
+        assert_eq!(old.shards, map.shards);
+        assert!(!old.extend_with(&map.shards), "shards it has are kept");
+        let gap = ShardSpec {
+            id: 5,
+            ..map.shards[1].clone()
+        };
+        assert!(
+            !old.extend_with(&[gap]),
+            "a shard past the next id is not added"
+        );
     }
 
     #[test]

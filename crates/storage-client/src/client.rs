@@ -13,8 +13,8 @@
 //! applying twice.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anatomy_runtime::grpc::failed_in_transit;
@@ -31,7 +31,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tower::Layer as _;
 
-use storage_api::shard_map::{ShardId, ShardMap, ShardSpec};
+use storage_api::shard_map::{ShardId, ShardMap, ShardSpec, shard_from_info};
 use storage_api::wire_errors::{Fault, fault};
 
 /// How the client connects and retries.
@@ -142,6 +142,27 @@ struct ShardRoute {
 }
 
 impl ShardRoute {
+    fn new(
+        spec: &ShardSpec,
+        config: &ClientConfig,
+        transport: &Transport,
+    ) -> Result<Self, StorageError> {
+        let clients = spec
+            .replicas
+            .iter()
+            .map(|r| {
+                let peer = Identity::storage(spec.id, r.id);
+                connect(&r.addr, peer, config.connect_timeout, transport)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            spec: spec.clone(),
+            clients,
+            leader: AtomicUsize::new(NO_LEADER),
+            breaker: ShardBreaker::new(config.breaker_open_after, config.breaker_probe_every),
+        })
+    }
+
     fn first_target(&self) -> usize {
         match self.leader.load(Ordering::Relaxed) {
             NO_LEADER => 0,
@@ -155,9 +176,21 @@ impl ShardRoute {
 pub struct StorageClient {
     map: Arc<ShardMap>,
     owners: Arc<SlotOwners>,
-    shards: Arc<[ShardRoute]>,
+    /// One route per shard, in id order; grows when shard 0 lists a shard
+    /// added to the running cluster (`refresh_shards`).
+    shards: Arc<RwLock<Vec<Arc<ShardRoute>>>>,
+    /// When the shard list was last asked for.
+    listed_at: Arc<Mutex<Option<Instant>>>,
+    transport: Transport,
     config: ClientConfig,
 }
+
+/// How often the client asks shard 0 for the shard list while it is used:
+/// a shard added to the cluster is known within this long even by a client
+/// no redirect has sent there yet (a cross-shard scan must include it).
+const SHARD_LIST_EVERY: Duration = Duration::from_secs(5);
+/// How long asking shard 0 for the shard list may take.
+const SHARD_LIST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How many redirects one call follows at most (a slot moved more often
 /// than this during one call is refused; the caller retries later).
@@ -174,32 +207,79 @@ impl StorageClient {
         let shards = map
             .shards
             .iter()
-            .map(|spec| {
-                let clients = spec
-                    .replicas
-                    .iter()
-                    .map(|r| {
-                        let peer = Identity::storage(spec.id, r.id);
-                        connect(&r.addr, peer, config.connect_timeout, transport)
-                    })
-                    .collect::<Result<_, _>>()?;
-                Ok(ShardRoute {
-                    spec: spec.clone(),
-                    clients,
-                    leader: AtomicUsize::new(NO_LEADER),
-                    breaker: ShardBreaker::new(
-                        config.breaker_open_after,
-                        config.breaker_probe_every,
-                    ),
-                })
-            })
+            .map(|spec| ShardRoute::new(spec, &config, transport).map(Arc::new))
             .collect::<Result<Vec<_>, StorageError>>()?;
         Ok(Self {
             owners: Arc::new(SlotOwners::from_map(&map)),
             map: Arc::new(map),
-            shards: shards.into(),
+            shards: Arc::new(RwLock::new(shards)),
+            listed_at: Arc::default(),
+            transport: transport.clone(),
             config,
         })
+    }
+
+    /// The ids of every shard this client knows, in order.
+    pub fn shard_ids(&self) -> Vec<ShardId> {
+        self.maybe_refresh_shards();
+        self.routes().iter().map(|r| r.spec.id).collect()
+    }
+
+    fn routes(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<ShardRoute>>> {
+        self.shards.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks shard 0 for the shard list and adds a route to each shard not
+    /// known yet; returns how many were added. The list only grows.
+    pub async fn refresh_shards(&self) -> Result<usize, StorageError> {
+        *self.listed_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        let zero = self.route(0)?;
+        let answer = self
+            .call(&zero, SHARD_LIST_TIMEOUT, |mut c, t| async move {
+                c.list_shards(with_timeout(pb::ListShardsRequest {}, t))
+                    .await
+            })
+            .await?;
+        let mut added = 0;
+        for info in &answer.shards {
+            if info.id as usize != self.routes().len() {
+                continue;
+            }
+            let spec =
+                shard_from_info(info, answer.slots).map_err(|e| StorageError::WrongShard {
+                    shard: 0,
+                    detail: format!("shard 0 lists a shard this client cannot use: {e}"),
+                })?;
+            let route = Arc::new(ShardRoute::new(&spec, &self.config, &self.transport)?);
+            let mut routes = self.shards.write().unwrap_or_else(|e| e.into_inner());
+            if routes.len() == spec.id as usize {
+                routes.push(route);
+                added += 1;
+                tracing::info!(shard = spec.id, "storage client learned of a new shard");
+            }
+        }
+        Ok(added)
+    }
+
+    /// Refreshes the shard list in the background when it was last asked
+    /// for more than `SHARD_LIST_EVERY` ago (or never).
+    fn maybe_refresh_shards(&self) {
+        let due = {
+            let mut at = self.listed_at.lock().unwrap_or_else(|e| e.into_inner());
+            let due = at.is_none_or(|t| t.elapsed() >= SHARD_LIST_EVERY);
+            if due {
+                *at = Some(Instant::now());
+            }
+            due
+        };
+        if due && let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let client = self.clone();
+            runtime.spawn(async move {
+                if let Err(e) = client.refresh_shards().await {
+                    tracing::debug!(error = %e, "could not refresh the shard list");
+                }
+            });
+        }
     }
 
     /// The shard that owns a partition, as this client knows now.
@@ -220,6 +300,7 @@ impl StorageClient {
         F: Fn(ShardId, Duration) -> Fut,
         Fut: Future<Output = Result<T, StorageError>>,
     {
+        self.maybe_refresh_shards();
         let started = Instant::now();
         let mut last = None;
         for _ in 0..MAX_REDIRECTS {
@@ -240,6 +321,10 @@ impl StorageClient {
                     if !self.owners.learn(slot, owner, map_version) {
                         return Err(moved);
                     }
+                    if self.route(owner).is_err() {
+                        // A shard added after this client started.
+                        self.refresh_shards().await?;
+                    }
                     last = Some(moved);
                 }
                 other => return other,
@@ -251,14 +336,10 @@ impl StorageClient {
         }))
     }
 
-    /// The shard map this client routes by.
-    pub fn map(&self) -> &ShardMap {
-        &self.map
-    }
-
-    fn route(&self, shard: ShardId) -> Result<&ShardRoute, StorageError> {
-        self.shards
+    fn route(&self, shard: ShardId) -> Result<Arc<ShardRoute>, StorageError> {
+        self.routes()
             .get(shard as usize)
+            .cloned()
             .ok_or(StorageError::WrongShard {
                 shard,
                 detail: format!("the shard map has no shard {shard}"),
@@ -303,7 +384,7 @@ impl StorageClient {
                 ..request.clone()
             };
             async move {
-                self.call(self.route(id)?, timeout, move |mut c, t| {
+                self.call(&*self.route(id)?, timeout, move |mut c, t| {
                     let req = with_timeout(request.clone(), t);
                     async move { c.read(req).await }
                 })
@@ -334,7 +415,7 @@ impl StorageClient {
                 ..request.clone()
             };
             async move {
-                self.call(self.route(id)?, timeout, move |mut c, t| {
+                self.call(&*self.route(id)?, timeout, move |mut c, t| {
                     let req = with_timeout(request.clone(), t);
                     async move { c.write(req).await }
                 })
@@ -358,7 +439,7 @@ impl StorageClient {
                 ..request.clone()
             };
             async move {
-                self.call(self.route(id)?, timeout, move |mut c, t| {
+                self.call(&*self.route(id)?, timeout, move |mut c, t| {
                     let req = with_timeout(request.clone(), t);
                     async move { c.scan(req).await }
                 })

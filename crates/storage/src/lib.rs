@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod damage;
+pub mod directory;
 pub mod engine;
 pub mod error;
 pub mod fence;
@@ -211,7 +212,13 @@ pub async fn serve(
     let addr = server::local_addr(&listener)?;
     let fatal = tokio::spawn(stop_on_fatal(node.raft.clone(), shutdown.clone()));
     let health_service = health.service();
-    tokio::spawn(track_readiness(node.clone(), health));
+    // A shard added to a running cluster reports SERVING only once shard 0
+    // lists it, so whoever started it can move slots to it right after.
+    let joining = node.clone();
+    tokio::spawn(async move {
+        directory::join_cluster(joining.clone()).await;
+        track_readiness(joining, health).await;
+    });
     tokio::spawn(raft::metrics::export(node.raft.clone()));
     let init = node.clone();
     let stop = shutdown.clone();

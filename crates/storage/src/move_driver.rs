@@ -25,7 +25,9 @@ use storage_api::v1 as pb;
 use storage_api::wire_errors::{Fault, fault};
 use tonic::{Code, Status};
 
+use crate::directory::list_shards;
 use crate::grpc::peers::Peers;
+use crate::node::StorageNode;
 
 /// How long one call to a shard may keep trying its replicas.
 const STEP_PATIENCE: Duration = Duration::from_secs(10);
@@ -46,10 +48,12 @@ struct ShardSlots {
     moving: BTreeMap<u64, (Vec<u32>, String)>,
 }
 
-/// Drives moves between the shards of one map.
+/// Drives moves between the shards of the cluster (the node's directory,
+/// refreshed from shard 0 before each move, so a shard added since this
+/// node started is a valid destination).
 #[derive(Debug, Clone)]
 pub struct MoveDriver {
-    map: ShardMap,
+    node: StorageNode,
     peers: Peers,
 }
 
@@ -63,9 +67,14 @@ fn shard_of(map: &ShardMap, id: ShardId) -> Result<&ShardSpec, Status> {
 }
 
 impl MoveDriver {
-    /// A driver over `map`'s shards, reaching them through `peers`.
-    pub fn new(map: ShardMap, peers: Peers) -> Self {
-        Self { map, peers }
+    /// A driver on `node`, reaching the shards through `peers`.
+    pub fn new(node: StorageNode, peers: Peers) -> Self {
+        Self { node, peers }
+    }
+
+    /// The shards as this node knows them now.
+    fn map(&self) -> ShardMap {
+        self.node.directory.current()
     }
 
     /// Moves `slots` to shard `to`, `per_step` slots at a time.
@@ -75,15 +84,16 @@ impl MoveDriver {
         to: ShardId,
         per_step: usize,
     ) -> Result<pb::MoveSlotsResponse, Status> {
-        shard_of(&self.map, to)?;
+        let map = list_shards(&self.node, &self.peers).await;
+        shard_of(&map, to)?;
         let wanted: BTreeSet<u32> = slots.into_iter().collect();
         if wanted.is_empty() {
             return Err(Status::invalid_argument("name at least one slot to move"));
         }
-        if let Some(bad) = wanted.iter().find(|s| **s >= self.map.slots) {
+        if let Some(bad) = wanted.iter().find(|s| **s >= map.slots) {
             return Err(Status::invalid_argument(format!(
                 "slot {bad} does not exist: slots are 0..{}",
-                self.map.slots
+                map.slots
             )));
         }
         let recovered = self.recover().await?;
@@ -279,7 +289,7 @@ impl MoveDriver {
     /// Every shard's slots, from its leader.
     async fn survey(&self) -> Result<BTreeMap<ShardId, ShardSlots>, Status> {
         let mut out = BTreeMap::new();
-        for shard in &self.map.shards {
+        for shard in &self.map().shards {
             let status = self
                 .on_leader(shard.id, |mut admin| async move {
                     admin.node_status(pb::NodeStatusRequest {}).await
@@ -290,7 +300,7 @@ impl MoveDriver {
         Ok(out)
     }
 
-    async fn change(
+    pub(crate) async fn change(
         &self,
         shard: ShardId,
         move_id: u64,
@@ -319,7 +329,7 @@ impl MoveDriver {
         Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
         T: LeaderAnswer,
     {
-        let spec = shard_of(&self.map, shard)?.clone();
+        let spec = shard_of(&self.map(), shard)?.clone();
         let deadline = Instant::now() + STEP_PATIENCE;
         let mut at = 0usize;
         let mut last = Status::unavailable(format!("shard {shard} was not asked"));

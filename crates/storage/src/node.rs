@@ -11,6 +11,8 @@ use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
 use storage_api::shard_map::{ReplicaSpec, ShardMap, ShardSpec};
 
+use crate::directory::Directory;
+
 use crate::damage::{Damage, OnDamage, move_aside};
 use crate::engine::redb::RedbEngine;
 use crate::engine::{Engine, Meta};
@@ -96,6 +98,8 @@ pub struct StorageNode {
     pub fence: Fence,
     pub me: ReplicaSpec,
     pub map: Arc<ShardMap>,
+    /// Every shard, the map file's and those added since (shard 0's log).
+    pub directory: Directory,
     pub raft: Raft,
     pub engine: Arc<RedbEngine>,
     pub proposer: Proposer,
@@ -250,6 +254,7 @@ impl StorageNode {
             proposer: Proposer::spawn(raft.clone(), shard.clone(), cfg.limits),
             reads: ReadBarrier::spawn(raft.clone(), shard),
             me,
+            directory: Directory::new(cfg.map.clone()),
             map: Arc::new(cfg.map),
             raft,
             engine,

@@ -92,6 +92,42 @@ impl Cluster {
         cluster
     }
 
+    /// Starts one more shard, its replicas on new loopback ports, owning no
+    /// slots (an empty range at the end of the map), as a shard added to a
+    /// running cluster is. Only the new replicas run with the longer map;
+    /// the others keep the map they started with. Returns its id.
+    pub async fn add_shard(&mut self) -> u32 {
+        let per = self.map.shards[0].replicas.len();
+        let id = u32::try_from(self.map.shards.len()).expect("shard count");
+        let addrs = ports(per).await;
+        self.map.shards.push(storage_api::shard_map::ShardSpec {
+            id,
+            slot_start: self.map.slots,
+            slot_end: self.map.slots,
+            replicas: addrs
+                .iter()
+                .zip(1..)
+                .map(|(addr, r)| storage_api::shard_map::ReplicaSpec {
+                    id: r,
+                    addr: addr.to_string(),
+                })
+                .collect(),
+        });
+        self.map.validate().expect("the longer map is valid");
+        anatomy_certs::TlsDir::new(self.tls_dir())
+            .init(
+                &anatomy_certs::cluster_identities(id + 1, per as u64),
+                &anatomy_certs::LeafOptions::default(),
+            )
+            .expect("certificates of the new shard");
+        for _ in 0..per {
+            self.replicas.push(None);
+            let i = self.replicas.len() - 1;
+            self.boot(i).await;
+        }
+        id
+    }
+
     /// Index of (shard, replica) in `replicas`.
     pub fn index(&self, shard: u32, replica: u64) -> usize {
         let per = self.map.shards[0].replicas.len();

@@ -417,3 +417,99 @@ async fn a_move_whose_driver_died_is_finished_or_undone_by_the_next() {
     );
     cluster.stop_all().await;
 }
+
+/// The shards Kv/ListShards names, through replica `i`, as business.
+async fn listed_shards(cluster: &Cluster, i: usize) -> Vec<pb::ShardInfo> {
+    KvClient::new(channel(cluster, Identity::Business, i))
+        .list_shards(pb::ListShardsRequest {})
+        .await
+        .expect("list shards")
+        .into_inner()
+        .shards
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shard_added_to_a_running_cluster_joins_by_itself_and_takes_slots() {
+    let mut cluster = Cluster::start(2, 1, fast_tuning()).await;
+    cluster.leader(0).await;
+    cluster.leader(1).await;
+    // A client started before the shard existed, on the two-shard map.
+    let old_client = cluster.client();
+    let moving = partitions_of(&cluster, 0, 3);
+    for p in &moving {
+        old_client
+            .write(p, vec![], vec![put(p)], TIMEOUT)
+            .await
+            .expect("write");
+    }
+
+    let new = cluster.add_shard().await;
+    let new_node = cluster.index(new, 1);
+    // The new shard asks shard 0 to list it once it has a leader; shard 1's
+    // replica, which started on the old map, learns it from shard 0.
+    let joined = tokio::time::timeout(Duration::from_secs(20), async {
+        while listed_shards(&cluster, 1).await.len() < 3 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(joined.is_ok(), "shard {new} was not listed within 20 s");
+    let listed = listed_shards(&cluster, 0).await;
+    let info = listed[new as usize].clone();
+    assert_eq!(info.replicas[0].addr, cluster.node(new_node).me.addr);
+
+    // AddShard is idempotent, and refuses a different shard under a listed
+    // id or a gap in the ids.
+    let mut operator = admin(&cluster, 1);
+    let again = operator
+        .add_shard(pb::AddShardRequest {
+            shard: Some(info.clone()),
+        })
+        .await
+        .expect("the same shard again");
+    assert_eq!(again.into_inner().shards.len(), 3);
+    let mut other = info.clone();
+    other.replicas[0].addr = "127.0.0.1:1".into();
+    let err = operator
+        .add_shard(pb::AddShardRequest { shard: Some(other) })
+        .await
+        .expect_err("another shard under a listed id");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    let mut gap = info.clone();
+    gap.id = 7;
+    let err = operator
+        .add_shard(pb::AddShardRequest { shard: Some(gap) })
+        .await
+        .expect_err("a gap in the ids");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+
+    // Slots move to it (driven by shard 1's replica, whose map file has no
+    // shard 2); the old client follows the redirect to a shard its map
+    // does not name, and from then on knows the shard.
+    let slots: BTreeSet<u32> = moving.iter().map(|p| cluster.map.slot(p)).collect();
+    let report = admin(&cluster, 1)
+        .move_slots(pb::MoveSlotsRequest {
+            slots: slots.iter().copied().collect(),
+            to_shard: new,
+            slots_per_step: 2,
+        })
+        .await
+        .expect("moved to the new shard")
+        .into_inner();
+    assert_eq!(report.steps.iter().map(|s| s.items).sum::<u64>(), 3);
+    assert_eq!(owned_by(&cluster, new).await, slots);
+    for p in &moving {
+        let got = old_client
+            .read(p, vec![item()], TIMEOUT)
+            .await
+            .expect("read through the redirect");
+        assert_eq!(got[0].value, p.as_bytes());
+        assert_eq!(old_client.shard_of(p), new);
+    }
+    assert!(
+        old_client.shard_ids().contains(&new),
+        "{:?}",
+        old_client.shard_ids()
+    );
+    cluster.stop_all().await;
+}

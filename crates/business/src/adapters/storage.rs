@@ -53,7 +53,7 @@ impl StorageStore {
         request: pb::ScanRequest,
         timeout: Duration,
     ) -> (Vec<pb::ScanResponse>, Vec<u32>) {
-        let shards: Vec<u32> = self.client.map().shards.iter().map(|s| s.id).collect();
+        let shards: Vec<u32> = self.client.shard_ids();
         let answers = join_all(
             shards
                 .iter()
@@ -342,7 +342,7 @@ impl Store for StorageStore {
     }
 
     fn shards(&self) -> Vec<u32> {
-        self.client.map().shards.iter().map(|s| s.id).collect()
+        self.client.shard_ids()
     }
 
     async fn list_pending(

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use openraft::ServerState;
-use storage_api::shard_map::{ReplicaSpec, ShardSpec};
+use storage_api::shard_map::{ReplicaSpec, ShardSpec, shard_from_info, shard_list};
 use storage_api::v1 as pb;
 use storage_api::v1::admin_server::Admin;
 use tonic::{Request, Response, Status};
 
+use crate::directory::{add_shard, list_shards};
 use crate::grpc::peers::Peers;
 use crate::move_driver::{DEFAULT_SLOTS_PER_STEP, MoveDriver};
 use crate::node::StorageNode;
@@ -34,7 +35,7 @@ impl AdminService {
     /// Serves `node`.
     pub fn new(node: StorageNode) -> Self {
         let peers = Peers::new(node.transport.clone(), ASK_TIMEOUT);
-        let driver = MoveDriver::new((*node.map).clone(), peers.clone());
+        let driver = MoveDriver::new(node.clone(), peers.clone());
         Self {
             node,
             peers,
@@ -177,17 +178,17 @@ fn moving(table: &SlotTable) -> Vec<pb::SlotInMove> {
 }
 
 /// The node's command for a ChangeSlots request.
-fn slot_command(req: pb::ChangeSlotsRequest) -> Result<SlotCommand, Status> {
+fn slot_command(req: pb::ChangeSlotsRequest, slots: u32) -> Result<SlotCommand, Status> {
     use pb::change_slots_request::Step;
     let move_id = req.move_id;
-    if move_id == 0 {
-        return Err(Status::invalid_argument("move_id must not be 0"));
-    }
     let step = req.step.ok_or_else(|| {
         Status::invalid_argument(
-            "set one step: import, freeze, ingest, activate, abandon, unfreeze or release",
+            "set one step: import, freeze, ingest, activate, abandon, unfreeze, release or add_shard",
         )
     })?;
+    if move_id == 0 && !matches!(step, Step::AddShard(_)) {
+        return Err(Status::invalid_argument("move_id must not be 0"));
+    }
     Ok(match step {
         Step::Import(l) => SlotCommand::Import {
             move_id,
@@ -220,6 +221,10 @@ fn slot_command(req: pb::ChangeSlotsRequest) -> Result<SlotCommand, Status> {
             map_version: r.map_version,
             to_shard: r.to_shard,
         },
+        Step::AddShard(info) => SlotCommand::AddShard {
+            shard: shard_from_info(&info, slots)
+                .map_err(|e| Status::invalid_argument(format!("shard {}: {e}", info.id)))?,
+        },
     })
 }
 
@@ -236,7 +241,7 @@ impl Admin for AdminService {
         &self,
         _: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatus>, Status> {
-        let map = &self.node.map;
+        let map = list_shards(&self.node, &self.peers).await;
         let shards = join_all(map.shards.iter().map(|s| self.shard_status(s))).await;
         let leaders = shards.iter().flat_map(|s| &s.replicas);
         let newest = leaders
@@ -271,9 +276,30 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::ChangeSlotsResponse>, Status> {
         let req = request.into_inner();
         self.mine(req.shard_id)?;
-        let command = slot_command(req)?;
+        let command = slot_command(req, self.node.map.slots)?;
         slot_steps::change_slots(&self.node, command).await?;
         Ok(Response::new(pb::ChangeSlotsResponse {}))
+    }
+
+    async fn add_shard(
+        &self,
+        request: Request<pb::AddShardRequest>,
+    ) -> Result<Response<pb::ListShardsResponse>, Status> {
+        let info = request.into_inner().shard.ok_or_else(|| {
+            Status::invalid_argument(
+                "name the shard: {\"shard\": {\"id\": N, \"replicas\": [...]}}",
+            )
+        })?;
+        let map = add_shard(&self.node, &self.peers, &self.driver, info).await?;
+        Ok(Response::new(shard_list(&map)))
+    }
+
+    async fn list_shards(
+        &self,
+        _: Request<pb::ListShardsRequest>,
+    ) -> Result<Response<pb::ListShardsResponse>, Status> {
+        let map = list_shards(&self.node, &self.peers).await;
+        Ok(Response::new(shard_list(&map)))
     }
 
     async fn export_slots(

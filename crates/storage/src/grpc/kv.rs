@@ -4,14 +4,17 @@
 use std::future::Future;
 use std::time::Duration;
 
+use storage_api::shard_map::shard_list;
 use storage_api::v1 as pb;
 use storage_api::v1::kv_server::Kv;
 use tonic::{Request, Response, Status};
 
+use crate::directory::list_shards;
 use crate::engine::keys::{check_name, item_key, split_key};
 use crate::engine::scan::{self, ScanQuery, ScanScope};
 use crate::engine::{KeyValue, ScanLimit, item_bytes};
 use crate::error::KvError;
+use crate::grpc::peers::Peers;
 use crate::node::StorageNode;
 use crate::raft::slots::{Access, MoveId};
 use crate::raft::{Condition, Mutation, WriteBatch, WriteOutcome};
@@ -35,12 +38,15 @@ pub const MAX_READ_KEYS: usize = 1000;
 pub struct KvService {
     node: StorageNode,
     default_timeout: Duration,
+    /// To shard 0, for the shard list.
+    peers: Peers,
 }
 
 impl KvService {
     /// Serves `node`; `default_timeout` applies when a caller sends no deadline.
     pub fn new(node: StorageNode, default_timeout: Duration) -> Self {
         Self {
+            peers: Peers::new(node.transport.clone(), Duration::from_secs(1)),
             node,
             default_timeout,
         }
@@ -327,5 +333,13 @@ impl Kv for KvService {
             self.write(req),
         )
         .await
+    }
+
+    async fn list_shards(
+        &self,
+        _: Request<pb::ListShardsRequest>,
+    ) -> Result<Response<pb::ListShardsResponse>, Status> {
+        let map = list_shards(&self.node, &self.peers).await;
+        Ok(Response::new(shard_list(&map)))
     }
 }

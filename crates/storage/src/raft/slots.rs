@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use storage_api::shard_map::{ShardId, slot_of};
+use storage_api::shard_map::{ShardId, ShardSpec, slot_of};
 use tokio::sync::watch;
 
 use crate::engine::{EngineError, ReadView};
@@ -66,6 +66,10 @@ pub struct SlotTable {
     /// Where each slot this shard released went, and at which map version:
     /// the redirect a WRONG_SHARD carries (as Redis Cluster's MOVED).
     pub moved_to: BTreeMap<u32, (ShardId, u64)>,
+    /// Shards added to the running cluster, in id order: kept by shard 0
+    /// only, whose log is where the list of shards lives (the map file
+    /// lists the shards a cluster started with).
+    pub added_shards: Vec<ShardSpec>,
 }
 
 /// Whether a partition may be served here.
@@ -112,6 +116,9 @@ pub enum SlotCommand {
         map_version: u64,
         to_shard: ShardId,
     },
+    /// Shard 0: a shard joins the cluster (its replicas running, owning
+    /// nothing). Repeating it with the same replicas changes nothing.
+    AddShard { shard: ShardSpec },
 }
 
 /// One copied item.
@@ -152,6 +159,7 @@ impl SlotTable {
             map_version,
             states,
             moved_to: BTreeMap::new(),
+            added_shards: Vec::new(),
         }
     }
 
@@ -270,6 +278,27 @@ impl SlotTable {
                     self.moved_to.insert(slot, (*to_shard, *map_version));
                 }
                 Ok(DataEffect { drop_slots })
+            }
+            SlotCommand::AddShard { shard } => {
+                self.add_shard(shard)?;
+                Ok(DataEffect::default())
+            }
+        }
+    }
+
+    /// Lists a new shard (idempotent); a different shard under a listed id
+    /// is refused.
+    fn add_shard(&mut self, shard: &ShardSpec) -> Result<(), SlotCommandError> {
+        match self.added_shards.iter().find(|s| s.id == shard.id) {
+            Some(listed) if listed.replicas == shard.replicas => Ok(()),
+            Some(listed) => Err(SlotCommandError(format!(
+                "shard {} is already listed, with replicas {:?}",
+                listed.id, listed.replicas
+            ))),
+            None => {
+                self.added_shards.push(shard.clone());
+                self.added_shards.sort_by_key(|s| s.id);
+                Ok(())
             }
         }
     }
@@ -536,5 +565,30 @@ mod tests {
     fn ranges_are_shown_compactly() {
         assert_eq!(show_ranges(&[(0, 100), (300, 341)]), "0..100, 300..341");
         assert_eq!(show_ranges(&[]), "none");
+    }
+
+    #[test]
+    fn a_shard_is_listed_once_and_never_changed() {
+        let spec = |addr: &str| ShardSpec {
+            id: 3,
+            slot_start: 8,
+            slot_end: 8,
+            replicas: vec![storage_api::shard_map::ReplicaSpec {
+                id: 1,
+                addr: addr.into(),
+            }],
+        };
+        let mut t = table();
+        t.apply(&SlotCommand::AddShard { shard: spec("a:1") })
+            .expect("listed");
+        t.apply(&SlotCommand::AddShard { shard: spec("a:1") })
+            .expect("the same shard again changes nothing");
+        assert_eq!(t.added_shards, vec![spec("a:1")]);
+        let err = t
+            .apply(&SlotCommand::AddShard { shard: spec("b:1") })
+            .expect_err("another shard under id 3");
+        assert!(err.0.contains("already listed"), "{err}");
+        assert_eq!(t.added_shards, vec![spec("a:1")]);
+        assert_eq!(t.owned_ranges(), vec![(0, 4)], "ownership untouched");
     }
 }
