@@ -353,57 +353,94 @@ async fn a_move_whose_driver_died_is_finished_or_undone_by_the_next() {
     cluster.leader(0).await;
     cluster.leader(1).await;
     let client = cluster.client();
-    let ps = partitions_of(&cluster, 0, 40);
-    let a = ps[0].clone();
-    let b = ps
-        .iter()
-        .find(|p| cluster.map.slot(p) != cluster.map.slot(&a))
-        .cloned()
-        .expect("another slot");
-    for p in [&a, &b] {
+    // Four partitions of shard 0 in four different slots, one per move.
+    let mut seen = BTreeSet::new();
+    let ps: Vec<String> = partitions_of(&cluster, 0, 200)
+        .into_iter()
+        .filter(|p| seen.insert(cluster.map.slot(p)))
+        .take(4)
+        .collect();
+    let [a, b, c, d] = <[String; 4]>::try_from(ps).expect("four slots");
+    for p in [&a, &b, &c, &d] {
         client
             .write(p, vec![], vec![put(p)], TIMEOUT)
             .await
             .expect("write");
     }
-    let (slot_a, slot_b) = (cluster.map.slot(&a), cluster.map.slot(&b));
-    let list = |s: u32| pb::SlotList { slots: vec![s] };
-
-    // Move 11 died after the freeze: it is undone.
-    step(&cluster, 1, 11, Step::Import(list(slot_a))).await;
-    step(&cluster, 0, 11, Step::Freeze(list(slot_a))).await;
-    // Move 12 died after the activation: it is finished.
-    step(&cluster, 1, 12, Step::Import(list(slot_b))).await;
-    step(&cluster, 0, 12, Step::Freeze(list(slot_b))).await;
-    let leader_0 = cluster.leader(0).await;
-    let page = admin(&cluster, leader_0)
-        .export_slots(pb::ExportSlotsRequest {
-            shard_id: 0,
-            move_id: 12,
-            start_after: Vec::new().into(),
-        })
+    let second_item = pb::Mutation {
+        key: b"k2".to_vec().into(),
+        ..put("second")
+    };
+    client
+        .write(&d, vec![], vec![second_item], TIMEOUT)
         .await
-        .expect("export")
-        .into_inner();
+        .expect("write");
+    let slot = |p: &str| cluster.map.slot(p);
+    let list = |s: u32| pb::SlotList { slots: vec![s] };
+    let leader_0 = cluster.leader(0).await;
+    let export = |move_id: u64| {
+        let mut admin = admin(&cluster, leader_0);
+        async move {
+            admin
+                .export_slots(pb::ExportSlotsRequest {
+                    shard_id: 0,
+                    move_id,
+                    start_after: Vec::new().into(),
+                })
+                .await
+                .expect("export")
+                .into_inner()
+        }
+    };
+
+    // The driver is killed at each step of a move, one move per step:
+    // move 10 died before the freeze (the destination imports), move 11
+    // after the freeze, move 12 after the activation, move 13 mid-copy
+    // (one of its slot's two items ingested).
+    step(&cluster, 1, 10, Step::Import(list(slot(&c)))).await;
+    step(&cluster, 1, 11, Step::Import(list(slot(&a)))).await;
+    step(&cluster, 0, 11, Step::Freeze(list(slot(&a)))).await;
+    step(&cluster, 1, 12, Step::Import(list(slot(&b)))).await;
+    step(&cluster, 0, 12, Step::Freeze(list(slot(&b)))).await;
+    let page = export(12).await;
     assert_eq!(page.items.len(), 1);
     step(&cluster, 1, 12, Step::Ingest(page)).await;
     step(&cluster, 1, 12, Step::Activate(2)).await;
+    step(&cluster, 1, 13, Step::Import(list(slot(&d)))).await;
+    step(&cluster, 0, 13, Step::Freeze(list(slot(&d)))).await;
+    let mut page = export(13).await;
+    assert_eq!(page.items.len(), 2);
+    page.items.truncate(1);
+    step(&cluster, 1, 13, Step::Ingest(page)).await;
 
-    // The next move (of nothing new: shard 0 owns slot 0 or it is moved
-    // anyway) settles both first.
+    // The next move (of a fifth slot) settles all four first.
     let other = (0..cluster.map.slots)
-        .find(|s| ![slot_a, slot_b].contains(s) && cluster.map.shards[0].owns(*s))
-        .expect("a third slot");
+        .find(|s| ![&a, &b, &c, &d].iter().any(|p| slot(p) == *s) && cluster.map.shards[0].owns(*s))
+        .expect("a fifth slot");
     let report = move_slots(&cluster, &BTreeSet::from([other]), 1)
         .await
         .expect("moved");
-    assert_eq!(report.recovered.len(), 2, "{report:?}");
-    assert!(report.recovered[0].contains("undone"), "{report:?}");
-    assert!(report.recovered[1].contains("released"), "{report:?}");
+    assert_eq!(report.recovered.len(), 4, "{report:?}");
+    assert!(report.recovered[0].contains("abandoned"), "{report:?}");
+    assert!(report.recovered[1].contains("undone"), "{report:?}");
+    assert!(report.recovered[2].contains("released"), "{report:?}");
+    assert!(report.recovered[3].contains("undone"), "{report:?}");
 
-    // a is served by shard 0 again, b by shard 1; nothing is in a move.
-    let got = client.read(&a, vec![item()], TIMEOUT).await.expect("a");
-    assert_eq!(got[0].value, a.as_bytes());
+    // a, c and d are served by shard 0 again, with all their items; b by
+    // shard 1, which kept nothing of the undone copies; nothing is moving.
+    for p in [&a, &c, &d] {
+        let got = client.read(p, vec![item()], TIMEOUT).await.expect("read");
+        assert_eq!(got[0].value, p.as_bytes());
+    }
+    let second = pb::ItemKey {
+        key: b"k2".to_vec().into(),
+        ..item()
+    };
+    let got = client
+        .read(&d, vec![second], TIMEOUT)
+        .await
+        .expect("d's k2");
+    assert_eq!(got[0].value, b"second".as_slice());
     let mut on_1 = kv_of_leader(&cluster, 1).await;
     assert_eq!(read_on(&mut on_1, 1, &b).await.value, b.as_bytes());
     let status = admin(&cluster, 0)
@@ -414,6 +451,10 @@ async fn a_move_whose_driver_died_is_finished_or_undone_by_the_next() {
     assert!(
         status.shards.iter().all(|s| s.moving.is_empty()),
         "{status:?}"
+    );
+    assert_eq!(
+        status.shards[1].keys, 1,
+        "shard 1 holds b only (the fifth slot was empty), no partial copy: {status:?}"
     );
     cluster.stop_all().await;
 }
