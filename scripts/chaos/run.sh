@@ -4,6 +4,7 @@
 #
 #   scripts/chaos/run.sh [--workload register|bank] [--faults kill,pause,partition,torn]
 #                        [--duration 120s] [--seed N] [--out DIR] [--port-offset N] [--no-build]
+#                        [--moves]
 #
 # register: `loadgen register` straight to storage, its history checked
 #   for linearizability by `loadgen check`;
@@ -14,6 +15,9 @@
 # follower cut off, one replica of every shard cut off: the nemesis puts
 # a proxy on every peer link), torn (kill -9, a half-written record
 # appended to the log, restart). Leaders and followers both.
+# --moves: meanwhile, the slots the workload's keys live in move from
+# shard to shard again and again (scripts/reshard.sh), faults and all;
+# moves.log says how many moves completed (at least one must).
 #
 # Writes to --out (default .chaos/<workload>-seed-<N>/): history.jsonl
 # (register) or bank.json (bank), faults.jsonl, verdict.txt, report.md,
@@ -28,7 +32,8 @@ SEED=${ANATOMY_CHAOS_SEED:-1}
 OFFSET=${ANATOMY_CHAOS_PORT_OFFSET:-6500}
 OUT=""
 BUILD=1
-usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+MOVES=${ANATOMY_CHAOS_MOVES:-0}
+usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
   case $1 in
     --workload) WORKLOAD=$2; shift 2 ;;
@@ -38,6 +43,7 @@ while (($#)); do
     --out) OUT=$2; shift 2 ;;
     --port-offset) OFFSET=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --moves) MOVES=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown option $1" ;;
   esac
@@ -96,8 +102,39 @@ done
 # them, and 5 s after, in which the cluster must be whole again.
 WORK_SECS=$((SECS + 8))
 passed=1
+PREFIX="register/chaos-$SEED-$$"
+
+# mover UNTIL: moves the workload's slots around the shards until SECONDS
+# reaches UNTIL, one reshard.sh call (bounded) per round; one line per
+# round in moves.log. The slots: CRC-32 (zlib's) of each key's partition,
+# mod 1024 — the register's 8 keys, or the bank's 20 accounts (tenant acme).
+mover() {
+  local until=$1 slots round=0 shards
+  slots=$(python3 - "$WORKLOAD" "$PREFIX" <<'PY'
+import sys, zlib
+workload, prefix = sys.argv[1], sys.argv[2]
+names = [f"{prefix}/k{i}" for i in range(8)] if workload == "register" else [f"acme/bank-{i}" for i in range(20)]
+print(",".join(str(s) for s in sorted({zlib.crc32(n.encode()) % 1024 for n in names})))
+PY
+  )
+  shards=$(grep -c '^\[\[shards\]\]' "$ANATOMY_DIR/shard-map.toml")
+  while ((SECONDS < until)); do
+    round=$((round + 1))
+    if timeout 60 "$ROOT/scripts/reshard.sh" --move "$slots" --to $((round % shards)) --per-step 4 >>"$OUT/moves.out" 2>&1; then
+      echo "round $round: slots $slots moved to shard $((round % shards))"
+    else
+      echo "round $round: FAILED moving to shard $((round % shards)) (see moves.out)"
+    fi
+  done >>"$OUT/moves.log"
+}
+MOVER_PID=""
+if ((MOVES)); then
+  mover $((SECONDS + WORK_SECS - 3)) &
+  MOVER_PID=$!
+fi
+
 if [[ $WORKLOAD == register ]]; then
-  "$BIN_DIR/loadgen" register --shard-map "$ANATOMY_DIR/shard-map.toml" \
+  "$BIN_DIR/loadgen" register --shard-map "$ANATOMY_DIR/shard-map.toml" --prefix "$PREFIX" \
     --duration "${WORK_SECS}s" --history "$OUT/history.jsonl" >"$OUT/workload.log" 2>&1 ||
     { passed=0; echo "loadgen register failed: see workload.log" >>"$OUT/verdict.txt"; }
   "$BIN_DIR/loadgen" check "$OUT/history.jsonl" >>"$OUT/verdict.txt" 2>&1 || passed=0
@@ -109,6 +146,17 @@ else
   "$BIN_DIR/loadgen" bank --gateway "127.0.0.1:${GATEWAY_PORTS[0]}" --quiet \
     --duration "${WORK_SECS}s" --json "$OUT/bank.json" >"$OUT/verdict.txt" 2>&1 || passed=0
   REPORT_INPUT=(--series "$OUT/bank.json" --series-start "$START")
+fi
+
+if [[ -n $MOVER_PID ]]; then
+  wait "$MOVER_PID" || true
+  done_moves=$(grep -c 'moved to' "$OUT/moves.log" 2>/dev/null || true)
+  failed_moves=$(grep -c 'FAILED' "$OUT/moves.log" 2>/dev/null || true)
+  echo "slot moves during the run: ${done_moves:-0} completed, ${failed_moves:-0} failed (moves.log)" >>"$OUT/verdict.txt"
+  if ((${done_moves:-0} == 0)); then
+    passed=0
+    echo "no slot move completed: the run did not test moves" >>"$OUT/verdict.txt"
+  fi
 fi
 
 if ! stop_nemesis; then

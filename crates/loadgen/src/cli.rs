@@ -445,6 +445,14 @@ pub struct RegisterArgs {
     #[arg(long, env = "ANATOMY_LOADGEN_KEYS", default_value_t = 8)]
     pub keys: usize,
 
+    /// The keys' partitions are `<prefix>/k0`, `<prefix>/k1`, ...; by
+    /// default a fresh prefix per run (`register/<ms>-<pid>`). Give one to
+    /// know their slots beforehand (CRC-32 of the partition mod 1024), as
+    /// scripts/chaos/run.sh --moves does to move them during the run. It
+    /// must be new: the history starts from empty registers.
+    #[arg(long, env = "ANATOMY_LOADGEN_REGISTER_PREFIX")]
+    pub prefix: Option<String>,
+
     /// At most this many operations per second, all clients together
     /// (bounds the history's size: about rate x duration operations).
     #[arg(long, env = "ANATOMY_LOADGEN_RATE", value_parser = parse_rate, default_value = "1000")]

@@ -23,6 +23,7 @@ pub async fn register(args: &RegisterArgs) -> Result<(), LoadError> {
         rate: args.rate,
         duration: args.duration,
         timeout: args.deadline,
+        prefix: args.prefix.clone(),
     };
     eprintln!(
         "register: {} clients over {} keys for {:?}, at most {}/s; history in {path}",

@@ -56,6 +56,8 @@ pub struct Plan {
     pub duration: Duration,
     /// Deadline of each storage call.
     pub timeout: Duration,
+    /// The keys' partition prefix (None: a fresh one).
+    pub prefix: Option<String>,
 }
 
 /// The workload: a storage client, the history, and what clients share.
@@ -90,10 +92,14 @@ impl Register {
         let run = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
+        let prefix = plan
+            .prefix
+            .clone()
+            .unwrap_or_else(|| format!("register/{run}-{}", std::process::id()));
         Self {
             client,
             recorder,
-            prefix: format!("register/{run}-{}", std::process::id()),
+            prefix,
             next_value: AtomicI64::new(1),
             next_process: AtomicU64::new(plan.clients as u64),
             next_slot: AtomicU64::new(0),
