@@ -554,3 +554,75 @@ async fn a_shard_added_to_a_running_cluster_joins_by_itself_and_takes_slots() {
     );
     cluster.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_change_planned_on_one_shard_is_a_conflict_when_a_slot_moved_away_meanwhile() {
+    use business::adapters::storage::StorageStore;
+    use business::app::{Change, Commit, Record, RecordKey, Store, TimeBudget};
+    use business::domain::{Account, AccountId, AccountKey, TenantId};
+    let mut cluster = Cluster::start(2, 1, fast_tuning()).await;
+    cluster.leader(0).await;
+    cluster.leader(1).await;
+    let key = |account: &str| AccountKey {
+        tenant: TenantId::parse("acme").expect("tenant"),
+        account: AccountId::parse(account).expect("account"),
+    };
+    // Two accounts on shard 0 in different slots: one change may hold both.
+    let on_0: Vec<String> = (0..200)
+        .map(|i| format!("acct{i}"))
+        .filter(|a| cluster.map.shard_for(&key(a).partition()).id == 0)
+        .collect();
+    let slot = |a: &str| cluster.map.slot(&key(a).partition());
+    let (a, b) = (
+        on_0[0].clone(),
+        on_0.iter().find(|b| slot(b) != slot(&on_0[0])).cloned(),
+    );
+    let b = b.expect("another slot");
+    let store = StorageStore::new(cluster.client());
+    assert!(store.colocated(&key(&a), &key(&b)));
+    let open_both = || {
+        let now = std::time::SystemTime::now();
+        let open = |name: &str| {
+            let id = AccountId::parse(name).expect("account");
+            Record::Account(Account::open(id, now))
+        };
+        Change::default()
+            .if_version(RecordKey::Account(key(&a)), 0)
+            .if_version(RecordKey::Account(key(&b)), 0)
+            .put(RecordKey::Account(key(&a)), open(&a))
+            .put(RecordKey::Account(key(&b)), open(&b))
+    };
+
+    // b's slot moves to shard 1 after the store was told both share a
+    // shard, before the change is written: shard 0 refuses the whole
+    // batch, and the store answers a conflict (read again, plan anew),
+    // not a failure.
+    move_slots(&cluster, &BTreeSet::from([slot(&b)]), 1)
+        .await
+        .expect("moved");
+    let budget = || TimeBudget::after(TIMEOUT);
+    let first = store
+        .commit(open_both(), budget())
+        .await
+        .expect("no failure");
+    assert_eq!(first, Commit::Conflict);
+    let read = store
+        .read(vec![RecordKey::Account(key(&a))], budget())
+        .await
+        .expect("read a");
+    assert!(
+        read[0].is_none(),
+        "nothing of the refused batch was written"
+    );
+    // Planned anew, the store knows the accounts are apart now.
+    assert!(!store.colocated(&key(&a), &key(&b)));
+    assert_eq!(
+        store
+            .commit(open_both(), budget())
+            .await
+            .expect("no failure"),
+        Commit::Conflict,
+        "a change across shards is never sent as one"
+    );
+    cluster.stop_all().await;
+}

@@ -107,6 +107,18 @@ fn unavailable(e: StorageError) -> StoreError {
     StoreError::Unavailable(e.public_message())
 }
 
+/// A change whose partitions this client now places on different shards
+/// (a slot moved since the use case checked they were together): nothing
+/// is written; as a conflict, the use case reads again and plans anew.
+fn moved_apart(main: &str, other: &str) -> Commit {
+    tracing::info!(
+        main,
+        other,
+        "partitions of one change are on different shards now; reading again"
+    );
+    Commit::Conflict
+}
+
 /// The partition that holds `key`'s record.
 fn partition(key: &RecordKey) -> String {
     key.owner().partition()
@@ -208,7 +220,7 @@ impl Store for StorageStore {
         for (key, version) in &change.conditions {
             let p = partition(key);
             if self.shard_of(&p) != shard {
-                return Err(StoreError::NotColocated(format!("{main} and {p}")));
+                return Ok(moved_apart(&main, &p));
             }
             let (table, k) = location(key);
             conditions.push(pb::Condition {
@@ -226,7 +238,7 @@ impl Store for StorageStore {
             };
             let p = partition(key);
             if self.shard_of(&p) != shard {
-                return Err(StoreError::NotColocated(format!("{main} and {p}")));
+                return Ok(moved_apart(&main, &p));
             }
             let (table, k) = location(key);
             mutations.push(pb::Mutation {
@@ -236,11 +248,24 @@ impl Store for StorageStore {
                 op: Some(op),
             });
         }
-        let response = self
+        let answer = self
             .client
             .write(&main, conditions, mutations, budget.remaining())
-            .await
-            .map_err(unavailable)?;
+            .await;
+        let response = match answer {
+            Ok(response) => response,
+            // A slot of the change moved between the colocation check and
+            // the write: the shard refused the whole batch (nothing was
+            // written), and the client has learned the new owner. A
+            // conflict makes the use case read again and plan anew (a
+            // transfer whose accounts are now apart takes the saga path),
+            // never a failure that would compensate anything.
+            Err(e @ (StorageError::WrongShard { .. } | StorageError::Moved { .. })) => {
+                tracing::info!(error = %e, "a slot moved under a change; reading again");
+                return Ok(Commit::Conflict);
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
         Ok(if response.applied {
             Commit::Done
         } else {

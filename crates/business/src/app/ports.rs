@@ -104,7 +104,8 @@ impl Change {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Commit {
     Done,
-    /// Something changed since the read; nothing was written.
+    /// Something changed since the read (or a record moved to another
+    /// shard since the use case planned the change); nothing was written.
     Conflict,
 }
 
