@@ -13,175 +13,37 @@
 //! applying twice.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anatomy_runtime::grpc::failed_in_transit;
-use anatomy_runtime::layers::propagate::{Propagate, PropagateLayer};
+use anatomy_runtime::layers::propagate::Propagate;
 use anatomy_runtime::retry::{self, Backoff, GaveUp, RetryPolicy, Step};
 
-use crate::breaker::{Admit, ShardBreaker};
+use crate::breaker::Admit;
+use crate::config::ClientConfig;
+use crate::error::StorageError;
 use crate::owners::SlotOwners;
-use anatomy_runtime::tls::{Identity, Transport, transport::endpoint};
+use crate::routes::{Routes, ShardRoute};
+use anatomy_runtime::tls::Transport;
 use storage_api::v1 as pb;
 use storage_api::v1::kv_client::KvClient;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
-use tower::Layer as _;
 
-use storage_api::shard_map::{ShardId, ShardMap, ShardSpec, shard_from_info};
+use storage_api::shard_map::{ShardId, ShardMap, ShardSpec};
 use storage_api::wire_errors::{Fault, fault};
-
-/// How the client connects and retries.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientConfig {
-    /// TCP connect timeout per replica.
-    pub connect_timeout: Duration,
-    /// Longest one attempt may take (a frozen replica costs at most this).
-    pub attempt_timeout: Duration,
-    /// First retry backoff; doubles per attempt up to `backoff_max`.
-    pub backoff_base: Duration,
-    /// Longest retry backoff.
-    pub backoff_max: Duration,
-    /// Stop retrying this long before the caller's deadline (at most a
-    /// tenth of it), so that UNAVAILABLE reaches the caller in time.
-    pub deadline_margin: Duration,
-    /// A shard that answered nothing for this long fails calls at once
-    /// (UNAVAILABLE naming it) instead of retrying to each deadline; zero:
-    /// never (see `breaker`).
-    pub breaker_open_after: Duration,
-    /// While it fails fast, one call this often goes through to probe it.
-    pub breaker_probe_every: Duration,
-}
-
-impl Default for ClientConfig {
-    fn default() -> Self {
-        Self {
-            connect_timeout: Duration::from_millis(500),
-            attempt_timeout: Duration::from_secs(1),
-            backoff_base: Duration::from_millis(25),
-            // Polls a shard that is electing a leader about every 100 ms.
-            backoff_max: Duration::from_millis(200),
-            deadline_margin: Duration::from_millis(250),
-            // A few election timeouts (250-500 ms each): a normal election
-            // ends well within it.
-            breaker_open_after: Duration::from_millis(2500),
-            breaker_probe_every: Duration::from_millis(250),
-        }
-    }
-}
-
-/// Why a storage call failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StorageError {
-    /// The shard could not answer within the deadline (no leader, no
-    /// quorum, replicas down). Retryable later.
-    #[error("storage shard {shard} is unavailable: {detail}")]
-    Unavailable { shard: ShardId, detail: String },
-    /// The shard map this client runs differs from the nodes'.
-    #[error("storage shard {shard} refused the route: {detail}")]
-    WrongShard { shard: ShardId, detail: String },
-    /// The slot moved to another shard (a redirect). The client follows it
-    /// itself; a caller sees this only when redirects did not settle.
-    #[error(
-        "storage shard {shard} says slot {slot} moved to shard {owner} (map version {map_version})"
-    )]
-    Moved {
-        shard: ShardId,
-        slot: u32,
-        owner: ShardId,
-        map_version: u64,
-    },
-    /// Storage refused the request itself (a bug in the caller, or overload).
-    #[error("storage shard {shard} rejected the request: {code:?}: {message}")]
-    Rejected {
-        shard: ShardId,
-        code: Code,
-        message: String,
-    },
-    /// A replica address in the shard map is not a valid URI.
-    #[error("bad storage address {addr}: {detail}")]
-    BadAddress { addr: String, detail: String },
-    /// Our certificate cannot be used to reach storage.
-    #[error("cannot set up TLS to storage: {0}")]
-    Tls(String),
-}
-
-impl StorageError {
-    /// What a caller outside the cluster may be told: which dependency
-    /// failed and how, never where it lives (the full error, with replica
-    /// addresses, is for this service's logs).
-    pub fn public_message(&self) -> String {
-        match self {
-            Self::Unavailable { shard, .. } => format!(
-                "storage shard {shard} is unavailable (no replica could serve it in time); retry later"
-            ),
-            Self::WrongShard { shard, .. } | Self::Moved { shard, .. } => {
-                format!("storage shard {shard} is being reconfigured; retry later")
-            }
-            Self::Rejected { shard, code, .. } => {
-                format!("storage shard {shard} refused the request ({code:?})")
-            }
-            Self::BadAddress { .. } | Self::Tls(_) => {
-                "this service cannot reach storage (misconfigured; see its logs)".into()
-            }
-        }
-    }
-}
-
-const NO_LEADER: usize = usize::MAX;
-
-#[derive(Debug)]
-struct ShardRoute {
-    spec: ShardSpec,
-    clients: Vec<KvClient<Propagate<Channel>>>,
-    leader: AtomicUsize,
-    breaker: ShardBreaker,
-}
-
-impl ShardRoute {
-    fn new(
-        spec: &ShardSpec,
-        config: &ClientConfig,
-        transport: &Transport,
-    ) -> Result<Self, StorageError> {
-        let clients = spec
-            .replicas
-            .iter()
-            .map(|r| {
-                let peer = Identity::storage(spec.id, r.id);
-                connect(&r.addr, peer, config.connect_timeout, transport)
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Self {
-            spec: spec.clone(),
-            clients,
-            leader: AtomicUsize::new(NO_LEADER),
-            breaker: ShardBreaker::new(config.breaker_open_after, config.breaker_probe_every),
-        })
-    }
-
-    fn first_target(&self) -> usize {
-        match self.leader.load(Ordering::Relaxed) {
-            NO_LEADER => 0,
-            i => i,
-        }
-    }
-}
 
 /// A client of every shard. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct StorageClient {
     map: Arc<ShardMap>,
     owners: Arc<SlotOwners>,
-    /// One route per shard, in id order; grows when shard 0 lists a shard
-    /// added to the running cluster (`refresh_shards`).
-    shards: Arc<RwLock<Vec<Arc<ShardRoute>>>>,
-    /// When the shard list was last asked for.
-    listed_at: Arc<Mutex<Option<Instant>>>,
-    transport: Transport,
+    /// One route per shard; grows when shard 0 lists a shard added to
+    /// the running cluster (`refresh_shards`).
+    routes: Arc<Routes>,
     config: ClientConfig,
 }
 
@@ -204,17 +66,10 @@ impl StorageClient {
         config: ClientConfig,
         transport: &Transport,
     ) -> Result<Self, StorageError> {
-        let shards = map
-            .shards
-            .iter()
-            .map(|spec| ShardRoute::new(spec, &config, transport).map(Arc::new))
-            .collect::<Result<Vec<_>, StorageError>>()?;
         Ok(Self {
             owners: Arc::new(SlotOwners::from_map(&map)),
+            routes: Arc::new(Routes::new(&map, config, transport)?),
             map: Arc::new(map),
-            shards: Arc::new(RwLock::new(shards)),
-            listed_at: Arc::default(),
-            transport: transport.clone(),
             config,
         })
     }
@@ -222,17 +77,13 @@ impl StorageClient {
     /// The ids of every shard this client knows, in order.
     pub fn shard_ids(&self) -> Vec<ShardId> {
         self.maybe_refresh_shards();
-        self.routes().iter().map(|r| r.spec.id).collect()
-    }
-
-    fn routes(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<ShardRoute>>> {
-        self.shards.read().unwrap_or_else(|e| e.into_inner())
+        self.routes.ids()
     }
 
     /// Asks shard 0 for the shard list and adds a route to each shard not
     /// known yet; returns how many were added. The list only grows.
     pub async fn refresh_shards(&self) -> Result<usize, StorageError> {
-        *self.listed_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        self.routes.listed_now();
         let zero = self.route(0)?;
         let answer = self
             .call(&zero, SHARD_LIST_TIMEOUT, |mut c, t| async move {
@@ -240,39 +91,15 @@ impl StorageClient {
                     .await
             })
             .await?;
-        let mut added = 0;
-        for info in &answer.shards {
-            if info.id as usize != self.routes().len() {
-                continue;
-            }
-            let spec =
-                shard_from_info(info, answer.slots).map_err(|e| StorageError::WrongShard {
-                    shard: 0,
-                    detail: format!("shard 0 lists a shard this client cannot use: {e}"),
-                })?;
-            let route = Arc::new(ShardRoute::new(&spec, &self.config, &self.transport)?);
-            let mut routes = self.shards.write().unwrap_or_else(|e| e.into_inner());
-            if routes.len() == spec.id as usize {
-                routes.push(route);
-                added += 1;
-                tracing::info!(shard = spec.id, "storage client learned of a new shard");
-            }
-        }
-        Ok(added)
+        self.routes.add_listed(&answer)
     }
 
     /// Refreshes the shard list in the background when it was last asked
     /// for more than `SHARD_LIST_EVERY` ago (or never).
     fn maybe_refresh_shards(&self) {
-        let due = {
-            let mut at = self.listed_at.lock().unwrap_or_else(|e| e.into_inner());
-            let due = at.is_none_or(|t| t.elapsed() >= SHARD_LIST_EVERY);
-            if due {
-                *at = Some(Instant::now());
-            }
-            due
-        };
-        if due && let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        if self.routes.list_due(SHARD_LIST_EVERY)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
             let client = self.clone();
             runtime.spawn(async move {
                 if let Err(e) = client.refresh_shards().await {
@@ -337,13 +164,7 @@ impl StorageClient {
     }
 
     fn route(&self, shard: ShardId) -> Result<Arc<ShardRoute>, StorageError> {
-        self.routes()
-            .get(shard as usize)
-            .cloned()
-            .ok_or(StorageError::WrongShard {
-                shard,
-                detail: format!("the shard map has no shard {shard}"),
-            })
+        self.routes.get(shard)
     }
 
     fn pb_route(&self, shard: ShardId) -> Option<pb::Route> {
@@ -547,7 +368,7 @@ fn judge<T>(shard: &ShardRoute, at: usize, status: &Status) -> (Step<T, StorageE
         metrics::counter!("storage_client_retries_total",
             "shard" => shard.spec.id.to_string(), "reason" => reason)
         .increment(1);
-        shard.leader.store(NO_LEADER, Ordering::Relaxed);
+        shard.forget_leader();
     };
     match fault(status) {
         Fault::NotLeader {
@@ -648,27 +469,6 @@ fn with_timeout<T>(message: T, timeout: Duration) -> tonic::Request<T> {
     request
 }
 
-fn connect(
-    addr: &str,
-    peer: Identity,
-    connect_timeout: Duration,
-    transport: &Transport,
-) -> Result<KvClient<Propagate<Channel>>, StorageError> {
-    let endpoint = endpoint(addr).map_err(|e| StorageError::BadAddress {
-        addr: addr.to_string(),
-        detail: e.to_string(),
-    })?;
-    let endpoint = endpoint
-        .connect_timeout(connect_timeout)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_while_idle(true);
-    let channel = transport
-        .lazy_channel(endpoint, peer)
-        .map_err(|e| StorageError::Tls(e.to_string()))?;
-    Ok(KvClient::new(PropagateLayer.layer(channel)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -691,38 +491,5 @@ mod tests {
         assert_eq!(leader_index(&spec, None, Some("10.0.0.2:50071")), Some(1));
         assert_eq!(leader_index(&spec, None, through_a_proxy), None);
         assert_eq!(leader_index(&spec, Some(9), None), None);
-    }
-
-    #[test]
-    fn public_messages_name_the_shard_never_an_address() {
-        let addr = "10.1.2.3:50071";
-        let errors = [
-            StorageError::Unavailable {
-                shard: 2,
-                detail: format!("{addr}: connection refused"),
-            },
-            StorageError::WrongShard {
-                shard: 2,
-                detail: format!("{addr} says shard 1"),
-            },
-            StorageError::Rejected {
-                shard: 2,
-                code: Code::Internal,
-                message: format!("at {addr}"),
-            },
-            StorageError::BadAddress {
-                addr: addr.into(),
-                detail: "bad".into(),
-            },
-            StorageError::Tls(format!("{addr}: no certificate")),
-        ];
-        for e in errors {
-            let public = e.public_message();
-            assert!(!public.contains("10.1.2.3"), "{public}");
-            assert!(
-                e.to_string().contains("10.1.2.3"),
-                "the log keeps the detail: {e}"
-            );
-        }
     }
 }

@@ -6,7 +6,12 @@
 
 pub mod breaker;
 pub mod client;
+pub mod config;
+pub mod error;
 pub mod owners;
+mod routes;
 
-pub use client::{ClientConfig, StorageClient, StorageError};
+pub use client::StorageClient;
+pub use config::ClientConfig;
+pub use error::StorageError;
 pub use storage_api::ShardMap;

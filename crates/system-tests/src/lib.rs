@@ -12,6 +12,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod services;
+pub mod slots;
 pub mod storage_cluster;
 
 pub use services::Service;
