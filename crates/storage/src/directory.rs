@@ -15,7 +15,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use storage_api::shard_map::{ShardMap, ShardSpec, shard_from_info, shard_info};
+use storage_api::shard_map::{ShardMap, ShardSpec, shard_from_info, shard_info, shard_list};
 use storage_api::v1 as pb;
 use storage_api::v1::change_slots_request::Step;
 use tonic::{Request, Status};
@@ -67,6 +67,11 @@ pub async fn list_shards(node: &StorageNode, peers: &Peers) -> ShardMap {
         tracing::debug!(error = %e, "shard 0 did not list the shards");
     }
     node.directory.current()
+}
+
+/// The answer of Kv/ListShards and Admin/ListShards.
+pub async fn listed_shards(node: &StorageNode, peers: &Peers) -> pb::ListShardsResponse {
+    shard_list(&list_shards(node, peers).await)
 }
 
 /// The shards shard 0 lists (learned into this node's directory too).
@@ -167,17 +172,7 @@ pub async fn add_shard(
 async fn check_running_and_empty(spec: &ShardSpec, peers: &Peers) -> Result<(), Status> {
     let mut heard = Vec::new();
     for replica in &spec.replicas {
-        let answer = match peers.admin(spec.id, replica) {
-            Ok(mut admin) => {
-                let mut request = Request::new(pb::NodeStatusRequest {});
-                request.set_timeout(ASK_TIMEOUT);
-                admin
-                    .node_status(request)
-                    .await
-                    .map(tonic::Response::into_inner)
-            }
-            Err(e) => Err(Status::unavailable(e)),
-        };
+        let answer = peers.node_status(spec.id, replica, ASK_TIMEOUT).await;
         match answer {
             Ok(status) if status.shard_id != spec.id => {
                 return Err(Status::failed_precondition(format!(
@@ -196,7 +191,7 @@ async fn check_running_and_empty(spec: &ShardSpec, peers: &Peers) -> Result<(), 
                 return Ok(());
             }
             Ok(status) => heard.push(format!("{}: {}", replica.addr, status.role)),
-            Err(e) => heard.push(format!("{}: {:?}: {}", replica.addr, e.code(), e.message())),
+            Err(e) => heard.push(format!("{}: {e}", replica.addr)),
         }
     }
     Err(Status::failed_precondition(format!(

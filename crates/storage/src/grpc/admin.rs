@@ -12,7 +12,7 @@ use storage_api::v1 as pb;
 use storage_api::v1::admin_server::Admin;
 use tonic::{Request, Response, Status};
 
-use crate::directory::{add_shard, list_shards};
+use crate::directory::{add_shard, list_shards, listed_shards};
 use crate::grpc::peers::Peers;
 use crate::move_driver::{DEFAULT_SLOTS_PER_STEP, MoveDriver};
 use crate::node::StorageNode;
@@ -60,18 +60,7 @@ impl AdminService {
             addr: replica.addr.clone(),
             ..Default::default()
         };
-        let answer = match self.peers.admin(shard, replica) {
-            Ok(mut admin) => {
-                let mut request = Request::new(pb::NodeStatusRequest {});
-                request.set_timeout(ASK_TIMEOUT);
-                admin
-                    .node_status(request)
-                    .await
-                    .map(Response::into_inner)
-                    .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
-            }
-            Err(e) => Err(e),
-        };
+        let answer = self.peers.node_status(shard, replica, ASK_TIMEOUT).await;
         match answer {
             Ok(node) => {
                 status.reachable = true;
@@ -298,8 +287,7 @@ impl Admin for AdminService {
         &self,
         _: Request<pb::ListShardsRequest>,
     ) -> Result<Response<pb::ListShardsResponse>, Status> {
-        let map = list_shards(&self.node, &self.peers).await;
-        Ok(Response::new(shard_list(&map)))
+        Ok(Response::new(listed_shards(&self.node, &self.peers).await))
     }
 
     async fn export_slots(

@@ -4,12 +4,11 @@
 use std::future::Future;
 use std::time::Duration;
 
-use storage_api::shard_map::shard_list;
 use storage_api::v1 as pb;
 use storage_api::v1::kv_server::Kv;
 use tonic::{Request, Response, Status};
 
-use crate::directory::list_shards;
+use crate::directory::listed_shards;
 use crate::engine::keys::{check_name, item_key, split_key};
 use crate::engine::scan::{self, ScanQuery, ScanScope};
 use crate::engine::{KeyValue, ScanLimit, item_bytes};
@@ -339,7 +338,6 @@ impl Kv for KvService {
         &self,
         _: Request<pb::ListShardsRequest>,
     ) -> Result<Response<pb::ListShardsResponse>, Status> {
-        let map = list_shards(&self.node, &self.peers).await;
-        Ok(Response::new(shard_list(&map)))
+        Ok(Response::new(listed_shards(&self.node, &self.peers).await))
     }
 }

@@ -44,4 +44,22 @@ impl Peers {
         channels.insert(replica.addr.clone(), channel.clone());
         Ok(AdminClient::new(channel))
     }
+
+    /// What replica `replica` of shard `shard` says about itself
+    /// (NodeStatus), within `timeout`; why it could not be asked, else.
+    pub async fn node_status(
+        &self,
+        shard: u32,
+        replica: &ReplicaSpec,
+        timeout: Duration,
+    ) -> Result<storage_api::v1::NodeStatus, String> {
+        let mut admin = self.admin(shard, replica)?;
+        let mut request = tonic::Request::new(storage_api::v1::NodeStatusRequest {});
+        request.set_timeout(timeout);
+        admin
+            .node_status(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+    }
 }
