@@ -31,15 +31,20 @@ async fn a_shard_added_to_a_running_cluster_joins_by_itself_and_takes_slots() {
 
     let new = cluster.add_shard().await;
     let new_node = cluster.index(new, 1);
-    // The new shard asks shard 0 to list it once it has a leader; shard 1's
-    // replica, which started on the old map, learns it from shard 0.
-    let joined = tokio::time::timeout(Duration::from_secs(20), async {
-        while listed_shards(&cluster, 1).await.len() < 3 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
+    // The new shard asks shard 0 to list it once it has a leader (shard
+    // 0's table lists it when that is applied); shard 1's replica, which
+    // started on the old map, learns it from shard 0.
+    let mut zero = cluster.node(0).fence.slots.subscribe();
+    let joined = tokio::time::timeout(
+        Duration::from_secs(20),
+        zero.wait_for(|t| t.added_shards.iter().any(|s| s.id == new)),
+    )
     .await;
-    assert!(joined.is_ok(), "shard {new} was not listed within 20 s");
+    assert!(
+        joined.is_ok_and(|r| r.is_ok()),
+        "shard {new} was not listed within 20 s"
+    );
+    assert_eq!(listed_shards(&cluster, 1).await.len(), 3);
     let listed = listed_shards(&cluster, 0).await;
     let info = listed[new as usize].clone();
     assert_eq!(info.replicas[0].addr, cluster.node(new_node).me.addr);

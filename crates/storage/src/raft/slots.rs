@@ -414,6 +414,12 @@ impl SlotCell {
         self.current.borrow().clone()
     }
 
+    /// A receiver that sees every table published from now on (tests wait
+    /// on it for a command to be applied).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<SlotTable>> {
+        self.current.subscribe()
+    }
+
     /// Sets the table.
     pub fn set(&self, table: SlotTable) {
         self.current.send_replace(Arc::new(table));
