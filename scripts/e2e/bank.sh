@@ -53,7 +53,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
   # replica; the shard moves on every cycle.
   cycle=$(((round - 1) / 3))
   case $((round % 3)) in
-    1) shard=$((cycle % 3)) victim="storage-s$shard-r$(leader_of "$shard")" what="leader of shard $shard" ;;
+    1) shard=$((cycle % 3)) victim="storage-s$shard-r$(leader_of "$shard" || echo 1)" what="leader of shard $shard" ;;
     2) shard=$(((cycle + 1) % 3)) victim="storage-s$shard-r$(((cycle + round) % 3 + 1))" what="a replica of shard $shard" ;;
     0) victim="business-$((cycle % 2 + 1))" what="a business replica" ;;
   esac

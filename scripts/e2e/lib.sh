@@ -26,8 +26,8 @@ operator() {
 }
 
 # leader_of SHARD: the replica id of its leader, asked of any live replica
-# of a local cluster of 3 replicas per shard on port offset $OFFSET (1 if
-# none answers).
+# of a local cluster of 3 replicas per shard on port offset $OFFSET; fails
+# (prints nothing) if none answers.
 leader_of() {
   local r out id
   for r in 1 2 3; do
@@ -36,7 +36,7 @@ leader_of() {
     id=$(json_field "$out" leaderId)
     [[ -n $id && $id != 0 ]] && { echo "$id"; return; }
   done
-  echo 1
+  return 1
 }
 
 # json_field JSON NAME: prints a top-level field of grpcurl's JSON output.

@@ -76,7 +76,7 @@ while ((SECONDS < until)); do
   fi
   case $round in
     2) kill_and_restart business-1 ;;
-    4) kill_and_restart "storage-s$to-r$(leader_of "$to")" ;;
+    4) kill_and_restart "storage-s$to-r$(leader_of "$to" || echo 1)" ;;
   esac
 done
 if ((moves >= 4)); then pass "$moves moves of 32 slots under load"; else fail "only $moves moves in ${DURATION}s"; fi
@@ -97,7 +97,7 @@ grep '^failed:' "$LOG" | head -5 | sed 's/^/    loadgen: /' || true
 # Each acknowledged deposit added 1 to one of loadgen-0..19 (a fresh
 # cluster): their balances sum to the deposits acknowledged, no more (a
 # deposit applied twice) and no less (one lost in a move).
-sum=0
+sum=0 out=""
 for ((a = 0; a < 20; a++)); do
   call out -H 'authorization: Bearer dev-key-acme' -d "{\"account_id\":\"loadgen-$a\"}" \
     "127.0.0.1:${GATEWAY_PORTS[0]}" anatomy.gateway.v1.Ledger/GetAccount

@@ -31,18 +31,6 @@ cleanup
 # The running replicas' pid of (shard, replica).
 pid_of() { cat "$ANATOMY_DIR/run/storage-s$1-r$2.pid"; }
 
-# leader SHARD: the replica id leading SHARD, asked of a live replica.
-leader() {
-  local shard=$1 r out
-  for r in 1 2 3; do
-    out=$(operator -max-time 2 "127.0.0.1:$((50071 + OFFSET + shard * 3 + r - 1))" \
-      anatomy.storage.v1.Admin/NodeStatus 2>/dev/null) || continue
-    id=$(json_field "$out" leaderId)
-    [[ -n $id && $id != 0 ]] && { echo "$id"; return; }
-  done
-  return 1
-}
-
 # shard_of ACCOUNT: the shard (of 3) that owns acme/ACCOUNT.
 shard_of() {
   python3 -c 'import sys, zlib; s = zlib.crc32(("acme/" + sys.argv[1]).encode()) % 1024; print(0 if s < 341 else 1 if s < 682 else 2)' "$1"
@@ -98,7 +86,7 @@ total_balance() {
 
 step "kill -9 the leader of shard 0 under load"
 start_load 12
-victim=$(leader 0) || die "shard 0 has no leader"
+victim=$(leader_of 0) || die "shard 0 has no leader"
 kill -9 "$(pid_of 0 "$victim")"
 pass "killed storage-s0-r$victim (the leader)"
 check_run "leader killed"
@@ -107,11 +95,11 @@ expect_eq "$(total_deposited)" "$(total_balance)" "sum of balances = acknowledge
 
 step "freeze (SIGSTOP) the leader of shard 2 under load, then thaw it"
 start_load 12
-frozen=$(leader 2) || die "shard 2 has no leader"
+frozen=$(leader_of 2) || die "shard 2 has no leader"
 kill -STOP "$(pid_of 2 "$frozen")"
 pass "froze storage-s2-r$frozen (the leader)"
 limit=$((SECONDS + 15))
-until new=$(leader 2) && [[ $new != "$frozen" ]]; do
+until new=$(leader_of 2) && [[ $new != "$frozen" ]]; do
   ((SECONDS < limit)) || { fail "shard 2 elected no new leader while its leader was frozen"; break; }
   sleep 0.2
 done
