@@ -8,8 +8,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-section() { printf '\n==> %s\n' "$*"; }
 started=$SECONDS
+# Each section says how far into the run it starts, so a slow stage shows
+# in CI's log (the whole run must stay well under an hour on 2 cores).
+section() { printf '\n==> [%dm%02ds] %s\n' $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60)) "$*"; }
 
 section "tools"
 if ! command -v grpcurl >/dev/null; then

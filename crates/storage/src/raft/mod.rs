@@ -7,6 +7,8 @@
 
 pub mod applied;
 pub mod apply;
+#[cfg(test)]
+mod leader_flush_tests;
 pub mod log_store;
 pub mod metrics;
 pub mod slots;

@@ -245,6 +245,25 @@ impl WalLogStore {
     }
 }
 
+#[cfg(test)]
+impl WalLogStore {
+    /// Appends without a flush report (tests that stand in for a slow disk).
+    pub(crate) fn append_without_report(
+        &self,
+        entries: impl IntoIterator<Item = Entry>,
+    ) -> IoResult<()> {
+        let entries = entries
+            .into_iter()
+            .map(|e| (Wire(e.log_id), Wire(e.payload)));
+        self.lock()?.append(entries).map(drop).map_err(write_err)
+    }
+
+    /// Waits until everything appended so far is on disk.
+    pub(crate) async fn sync(&self) -> IoResult<()> {
+        self.durably(|_| Ok(())).await
+    }
+}
+
 fn half_open<RB: RangeBounds<u64>>(range: &RB) -> (u64, u64) {
     let from = match range.start_bound() {
         Bound::Included(i) => *i,
