@@ -121,7 +121,7 @@ pub async fn serve(
     ));
     let (reflection, reflection_alpha) = server::reflection(&[FILE_DESCRIPTOR_SET])?;
     let limits = ServerLimits {
-        connection_age: ConnectionAge::after(args.max_connection_age, args.common.max_deadline),
+        connection_age: ConnectionAge::after(args.max_connection_age),
         ..args.common.limits(args.request_timeout)
     };
     let incoming = transport.incoming(listener)?;

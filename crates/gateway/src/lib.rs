@@ -161,7 +161,7 @@ pub async fn serve(
     ));
     let (reflection, reflection_alpha) = server::reflection(&[FILE_DESCRIPTOR_SET])?;
     let limits = ServerLimits {
-        connection_age: ConnectionAge::after(args.max_connection_age, args.common.max_deadline),
+        connection_age: ConnectionAge::after(args.max_connection_age),
         ..args.common.limits(args.request_timeout)
     };
     let ledger = LedgerServer::new(gateway).max_decoding_message_size(limits.max_request_bytes);

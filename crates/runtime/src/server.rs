@@ -108,21 +108,21 @@ pub enum ConnectionAge {
     Unlimited,
     /// After about `max` (each process draws its own age within ±10 %,
     /// gRPC's jitter, so that replicas started together do not send every
-    /// client away in the same second) the server sends GOAWAY and stops
-    /// taking new calls on the connection; calls already on it have
-    /// `grace` to finish before it is closed.
-    Limited { max: Duration, grace: Duration },
+    /// client away in the same second) the server sends GOAWAY: the client
+    /// opens a new connection for its next calls, and the old one closes
+    /// once the calls already on it have ended — at most the server's
+    /// longest deadline (`--max-deadline`) later, since the deadline layer
+    /// bounds every call.
+    Limited { max: Duration },
 }
 
 impl ConnectionAge {
-    /// Ages connections after about `max` (0: never), giving calls in
-    /// flight `grace` to finish — the longest deadline a call may have, so
-    /// that no call a client started before the GOAWAY is cut.
-    pub fn after(max: Duration, grace: Duration) -> Self {
+    /// Ages connections after about `max` (0: never).
+    pub fn after(max: Duration) -> Self {
         if max.is_zero() {
             Self::Unlimited
         } else {
-            Self::Limited { max, grace }
+            Self::Limited { max }
         }
     }
 
@@ -142,12 +142,17 @@ pub fn builder(limits: ServerLimits, authorize: AuthorizeLayer) -> Server<Server
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)));
-    if let ConnectionAge::Limited { max, grace } = limits.connection_age {
+    if let ConnectionAge::Limited { max } = limits.connection_age {
         let age = ConnectionAge::jittered(max);
-        tracing::debug!(?age, ?grace, "client connections are aged");
-        server = server
-            .max_connection_age(age)
-            .max_connection_age_grace(grace);
+        tracing::debug!(?age, "client connections are aged");
+        // No `max_connection_age_grace`: with a grace set, tonic 0.14 never
+        // sends the GOAWAY at `age` — it closes the connection outright at
+        // `age + grace`, cutting every call on it (seen as
+        // "peer closed connection without sending TLS close_notify" at the
+        // gateway, and failed deposits when both business replicas' cuts
+        // fell in the same second). The deadline layer already bounds how
+        // long the calls on a GOAWAY'd connection can take.
+        server = server.max_connection_age(age);
     }
     server
         .layer(RedLayer)
@@ -395,6 +400,8 @@ pub fn local_addr(listener: &TcpListener) -> Result<SocketAddr, ServerError> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use tonic_health::pb::health_server::Health as _;
     use tonic_health::pb::{HealthCheckRequest, health_check_response};
@@ -411,16 +418,12 @@ mod tests {
 
     #[test]
     fn a_zero_age_never_ages_and_ages_are_jittered_within_ten_percent() {
-        let grace = Duration::from_secs(30);
         assert_eq!(
-            ConnectionAge::after(Duration::ZERO, grace),
+            ConnectionAge::after(Duration::ZERO),
             ConnectionAge::Unlimited
         );
         let max = Duration::from_secs(60);
-        assert_eq!(
-            ConnectionAge::after(max, grace),
-            ConnectionAge::Limited { max, grace }
-        );
+        assert_eq!(ConnectionAge::after(max), ConnectionAge::Limited { max });
         let ages: Vec<Duration> = (0..200).map(|_| ConnectionAge::jittered(max)).collect();
         assert!(
             ages.iter()
@@ -430,6 +433,73 @@ mod tests {
             ages.iter().any(|a| *a != ages[0]),
             "processes draw different ages"
         );
+    }
+
+    /// A client of an aging server, on a real socket: the connector counts
+    /// the connections it opens.
+    async fn aging_server_and_client(
+        age: Duration,
+    ) -> (
+        tonic_health::pb::health_client::HealthClient<tonic::transport::Channel>,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        let listener = bind("127.0.0.1:0").await.expect("bind");
+        let addr = local_addr(&listener).expect("address");
+        let health = Health::new(&[]).await;
+        let limits = ServerLimits {
+            max_in_flight: 0,
+            default_deadline: Duration::from_secs(5),
+            max_deadline: Duration::from_secs(30),
+            max_request_bytes: 1 << 20,
+            connection_age: ConnectionAge::after(age),
+        };
+        let router = builder(limits, AuthorizeLayer::off()).add_service(health.service());
+        tokio::spawn(router.serve_with_incoming(incoming(listener)));
+        let connects = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connects.clone();
+        let connector = tower::service_fn(move |_: http::Uri| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                let tcp = tokio::net::TcpStream::connect(addr).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tcp))
+            }
+        });
+        let channel = tonic::transport::Endpoint::from_static("http://aging.test")
+            .connect_with_connector_lazy(connector);
+        (
+            tonic_health::pb::health_client::HealthClient::new(channel),
+            connects,
+        )
+    }
+
+    // With tonic's `max_connection_age_grace` set (to --max-deadline, 30 s,
+    // as this server did), the connection was cut at age + grace with no
+    // GOAWAY before it: the client kept its one connection for 30.3 s here
+    // and lost the calls on it when it was cut.
+    #[tokio::test]
+    async fn an_aged_connection_is_renewed_soon_after_its_age_and_no_call_fails() {
+        let (mut client, connects) = aging_server_and_client(Duration::from_millis(300)).await;
+        let renewed = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut calls = 0;
+            while connects.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+                client
+                    .check(HealthCheckRequest::default())
+                    .await
+                    .unwrap_or_else(|e| panic!("call {calls} failed: {e}"));
+                calls += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            calls
+        })
+        .await
+        .expect("the client moved to a new connection within 10 s of a 300 ms age");
+        assert!(renewed > 1, "calls went over the first connection first");
+        for _ in 0..20 {
+            client
+                .check(HealthCheckRequest::default())
+                .await
+                .expect("calls go on over the new connection");
+        }
     }
 
     #[tokio::test]
