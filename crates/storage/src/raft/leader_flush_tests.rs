@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::ops::RangeBounds;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,11 +20,8 @@ use openraft::raft::{
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{BasicNode, Config, OptionalSend, StorageError, Vote};
 
-use super::slots::{SlotCell, SlotTable};
-use super::snapshot::SnapshotDir;
-use super::snapshot_pacing::SnapshotPacing;
-use super::state_machine::StateMachine;
-use super::wal_store::{WalLimits, WalLogStore};
+use super::test_stores::{state_machine, wal_log};
+use super::wal_store::WalLogStore;
 use super::{Entry, LogId, NodeId, Proposal, TypeConfig};
 use crate::engine::memory::MemEngine;
 
@@ -211,7 +207,7 @@ impl Group {
                 config.clone(),
                 router.clone(),
                 log.clone(),
-                sm(dir.path()),
+                state_machine(dir.path(), MemEngine::new()),
             )
             .await
             .unwrap();
@@ -252,21 +248,6 @@ impl Group {
     fn cut_off(&self, id: NodeId) {
         self.router.nodes.lock().unwrap().remove(&id);
     }
-}
-
-fn wal_log(dir: &Path) -> WalLogStore {
-    let limits = WalLimits {
-        cache_bytes: 1 << 20,
-        chunk_bytes: 1 << 20,
-    };
-    WalLogStore::open(&dir.join("wal"), limits).unwrap()
-}
-
-fn sm(dir: &Path) -> StateMachine<MemEngine> {
-    let snapshots = SnapshotDir::open(dir.join("snapshots")).unwrap();
-    let pacing = Arc::new(SnapshotPacing::new(10_000, 25));
-    let slots = SlotCell::new(SlotTable::owning_range(1, 1024, 0, 1024));
-    StateMachine::new(Arc::new(MemEngine::new()), snapshots, pacing, slots, 64)
 }
 
 #[tokio::test]

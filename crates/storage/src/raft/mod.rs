@@ -16,6 +16,8 @@ pub mod snapshot;
 pub mod snapshot_file;
 pub mod snapshot_pacing;
 pub mod state_machine;
+#[cfg(test)]
+mod test_stores;
 pub mod types;
 pub mod wal_store;
 

@@ -296,8 +296,7 @@ mod tests {
     use crate::engine::memory::MemEngine;
     use crate::engine::redb::RedbEngine;
     use crate::raft::log_store::LogStore;
-    use crate::raft::slots::SlotTable;
-    use crate::raft::wal_store::{WalLimits, WalLogStore};
+    use crate::raft::test_stores::{state_machine, wal_log};
 
     /// Builds a log store and a state machine in a fresh temp dir.
     struct Builder<L, E>(L, E);
@@ -312,28 +311,13 @@ mod tests {
         async fn build(&self) -> IoResult<(tempfile::TempDir, LS, StateMachine<E>)> {
             let dir = tempfile::tempdir().map_err(snap_err)?;
             let log = (self.0)(dir.path());
-            let snapshots = SnapshotDir::open(dir.path().join("snapshots")).map_err(snap_err)?;
-            let pacing = Arc::new(SnapshotPacing::new(10_000, 25));
-            let slots = SlotCell::new(SlotTable::owning_range(1, 1024, 0, 1024));
-            let sm =
-                StateMachine::new(Arc::new((self.1)(dir.path())), snapshots, pacing, slots, 64);
+            let sm = state_machine(dir.path(), (self.1)(dir.path()));
             Ok((dir, log, sm))
         }
     }
 
     fn redb_log(dir: &Path) -> LogStore {
         LogStore::open(&dir.join("log.redb")).expect("open redb log")
-    }
-
-    fn wal_log(dir: &Path) -> WalLogStore {
-        WalLogStore::open(
-            &dir.join("wal"),
-            WalLimits {
-                cache_bytes: 1 << 20,
-                chunk_bytes: 1 << 20,
-            },
-        )
-        .expect("open wal")
     }
 
     fn redb_engine(dir: &Path) -> RedbEngine {
