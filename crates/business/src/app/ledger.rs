@@ -329,6 +329,10 @@ impl<S: Store, C: Clock> Ledger<S, C> {
             match self.store.commit(commit, budget).await? {
                 Commit::Done => return Ok(account),
                 Commit::Conflict => {
+                    // A concurrent change to the account (or a stale
+                    // optimistic read): how often, to tell contention apart
+                    // from load.
+                    metrics::counter!("business_commit_conflicts_total").increment(1);
                     fresh = true;
                     conflicts += 1;
                 }

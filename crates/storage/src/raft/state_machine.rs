@@ -86,10 +86,6 @@ pub struct SnapshotBuilder<E: Engine> {
 }
 
 /// The size of the file at `path` (0 if it cannot be read: pacing only).
-fn file_size(path: &std::path::Path) -> u64 {
-    std::fs::metadata(path).map_or(0, |m| m.len())
-}
-
 fn snapshot_id(last: Option<LogId>) -> String {
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -102,7 +98,7 @@ impl<E: Engine> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<E> {
         let engine = self.engine.clone();
         let snapshots = self.snapshots.clone();
         self.pacing.building();
-        let (meta, path) = blocking(move || {
+        let (meta, path, size) = blocking(move || {
             // Durable first: the snapshot lets openraft purge the log.
             engine.sync()?;
             let view = engine.read()?;
@@ -112,14 +108,14 @@ impl<E: Engine> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<E> {
                 last_membership: state.membership,
                 snapshot_id: snapshot_id(state.last_applied),
             };
-            let path = snapshots.write(view.as_ref(), meta.clone())?;
-            Ok((meta, path))
+            let (path, size) = snapshots.write(view.as_ref(), meta.clone())?;
+            Ok((meta, path, size))
         })
         .await
         .map_err(snap_err)?;
-        self.pacing.current_size(file_size(&path));
+        self.pacing.current_size(size);
         let file = tokio::fs::File::open(path).await.map_err(snap_err)?;
-        tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
+        tracing::info!(snapshot = %meta.snapshot_id, uncompressed_bytes = size, "built snapshot");
         Ok(Snapshot {
             meta,
             snapshot: Box::new(file),
@@ -197,11 +193,11 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
         let engine = self.engine.clone();
         let snapshots = self.snapshots.clone();
         let meta = meta.clone();
-        let size = file_size(&path);
         let slots = self.slots.clone();
-        blocking(move || {
-            install(engine.as_ref(), &snapshots, &path, &meta)?;
-            slots.load(engine.read()?.as_ref())
+        let size = blocking(move || {
+            let size = install(engine.as_ref(), &snapshots, &path, &meta)?;
+            slots.load(engine.read()?.as_ref())?;
+            Ok(size)
         })
         .await
         .map_err(snap_err)?;
@@ -216,9 +212,9 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
             .await
             .map_err(snap_err)?
         {
-            Current::Found(header, path) => {
-                self.pacing.current_size(file_size(&path));
-                (*header, path)
+            Current::Found(checked, path) => {
+                self.pacing.current_size(checked.stream_bytes);
+                (checked.header, path)
             }
             Current::Missing => return Ok(None),
             // The state machine is intact: the snapshot is rebuilt from it.
@@ -254,22 +250,23 @@ async fn copy_to(mut source: tokio::fs::File, path: &std::path::Path) -> std::io
 }
 
 /// Replaces the engine's contents with a received snapshot file, then keeps
-/// the file as the current snapshot. The whole file is checked first: a
-/// damaged snapshot is refused and nothing is replaced.
+/// the file as the current snapshot; returns its uncompressed size. The
+/// whole file is checked first: a damaged snapshot is refused and nothing
+/// is replaced.
 fn install(
     engine: &dyn Engine,
     snapshots: &SnapshotDir,
     path: &std::path::Path,
     meta: &SnapshotMeta,
-) -> Result<(), EngineError> {
+) -> Result<u64, EngineError> {
     let checked = verify(path).map_err(|e| {
         EngineError(format!(
             "received snapshot {} refused: {e}",
             meta.snapshot_id
         ))
     })?;
-    if checked.snapshot.last_log_id != meta.last_log_id
-        || Applied::of(&checked.state)?.last_applied != meta.last_log_id
+    if checked.header.snapshot.last_log_id != meta.last_log_id
+        || Applied::of(&checked.header.state)?.last_applied != meta.last_log_id
     {
         return Err(EngineError(format!(
             "received snapshot {} does not match its metadata",
@@ -282,7 +279,7 @@ fn install(
     engine.replace_all(&mut items, &header.state)?;
     snapshots.publish(path, &meta.snapshot_id)?;
     tracing::info!(snapshot = %meta.snapshot_id, items = header.items, "installed snapshot");
-    Ok(())
+    Ok(checked.stream_bytes)
 }
 
 #[cfg(test)]
@@ -370,7 +367,7 @@ mod tests {
             snapshot_id: "s".into(),
             ..SnapshotMeta::default()
         };
-        let written = snaps
+        let (written, _) = snaps
             .write(source.read().expect("read").as_ref(), meta.clone())
             .expect("write");
         let good = std::fs::read(&written).expect("read");
