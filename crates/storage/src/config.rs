@@ -109,12 +109,13 @@ pub struct RaftArgs {
     pub raft_election_max: Duration,
 
     /// Take a snapshot (and compact the log) after at least this many log
-    /// entries (and see --snapshot-growth-percent).
-    #[arg(long, env = "ANATOMY_SNAPSHOT_EVERY", default_value_t = 10_000)]
+    /// entries (and see --snapshot-growth-percent). The WAL holds about
+    /// this many entries beyond the growth rule's, plus --keep-logs.
+    #[arg(long, env = "ANATOMY_SNAPSHOT_EVERY", default_value_t = 2_000)]
     pub snapshot_every: u64,
 
     /// ... and only once those entries wrote at least this percentage of
-    /// the last snapshot's size: a snapshot rewrites all the data, so with
+    /// the last snapshot's (uncompressed) size: a snapshot rewrites all the data, so with
     /// a large state a fixed entry count would snapshot without pause.
     /// 0 = by entry count alone.
     #[arg(long, env = "ANATOMY_SNAPSHOT_GROWTH_PERCENT", default_value_t = 25)]
