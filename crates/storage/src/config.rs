@@ -115,8 +115,9 @@ pub struct RaftArgs {
     pub snapshot_every: u64,
 
     /// ... and only once those entries wrote at least this percentage of
-    /// the last snapshot's (uncompressed) size: a snapshot rewrites all the data, so with
-    /// a large state a fixed entry count would snapshot without pause.
+    /// the last snapshot's (uncompressed) size: a snapshot rewrites all
+    /// the data, so with a large state a fixed entry count would snapshot
+    /// without pause.
     /// 0 = by entry count alone.
     #[arg(long, env = "ANATOMY_SNAPSHOT_GROWTH_PERCENT", default_value_t = 25)]
     pub snapshot_growth_percent: u32,

@@ -85,7 +85,6 @@ pub struct SnapshotBuilder<E: Engine> {
     pacing: Arc<SnapshotPacing>,
 }
 
-/// The size of the file at `path` (0 if it cannot be read: pacing only).
 fn snapshot_id(last: Option<LogId>) -> String {
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
