@@ -239,13 +239,14 @@ impl<R: Read> Body<R> {
     /// The stream after `input`'s magic.
     fn after_magic(mut input: SummingReader<R>) -> Result<Self, EngineError> {
         let magic: [u8; 8] = read_array(&mut input)?;
+        let cannot_start = |e| damaged(format!("cannot start decompressing ({e})"));
         if &magic == MAGIC {
             let mut decoder = zstd::Decoder::with_buffer(input)
-                .map_err(|e| damaged(format!("cannot start decompressing ({e})")))?
+                .map_err(cannot_start)?
                 .single_frame();
             decoder
                 .window_log_max(ZSTD_MAX_WINDOW_LOG)
-                .map_err(|e| damaged(format!("cannot start decompressing ({e})")))?;
+                .map_err(cannot_start)?;
             Ok(Self::Zstd(decoder))
         } else if &magic == MAGIC_UNCOMPRESSED {
             Ok(Self::Plain(input))
