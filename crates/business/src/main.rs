@@ -4,6 +4,12 @@
 use business::config::{Cli, Command};
 use clap::Parser;
 
+/// mimalloc, not glibc malloc, in all three services: glibc's arena locks
+/// and consolidation took a sixth of a busy storage leader's CPU
+/// (docs/benchmarks.md, "Where the time goes").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let common = cli.service.common.clone();

@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use storage::config::{Cli, Command, probe_addr};
 
+/// mimalloc, not glibc malloc, in all three services: glibc's arena locks
+/// and consolidation took a sixth of a busy storage leader's CPU
+/// (docs/benchmarks.md, "Where the time goes").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// On failure, the cause comes first and whole, on one line starting
 /// `storage: error:` (scripts/up.sh shows that line), not as a backtrace.
 fn main() -> ExitCode {
