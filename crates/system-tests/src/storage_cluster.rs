@@ -282,6 +282,12 @@ impl Cluster {
         metrics.last_applied.expect("applied").index
     }
 
+    /// The last index in replica `i`'s log (applied or not).
+    pub fn last_log(&self, i: usize) -> u64 {
+        let metrics = self.node(i).raft.metrics().borrow().clone();
+        metrics.last_log_index.expect("a log")
+    }
+
     /// Waits until replica `i` has applied at least `index`.
     pub async fn wait_applied(&self, i: usize, index: u64) {
         self.node(i)

@@ -77,9 +77,13 @@ fn contents(cluster: &Cluster, i: usize) -> Vec<KeyValue> {
 /// Waits until replica `i` holds exactly what the leader holds.
 async fn assert_same_as_leader(cluster: &Cluster, i: usize) {
     let leader = cluster.leader(0).await;
-    let index = cluster.applied(leader);
-    cluster.wait_applied(i, index).await;
+    // The leader's whole log, not what it has applied so far: a follower
+    // learns the commit index with the next AppendEntries or heartbeat, so
+    // replica `i` may have applied entries the leader has not yet, or the
+    // other way round; once both have applied the whole log they agree.
+    let index = cluster.last_log(leader);
     cluster.wait_applied(leader, index).await;
+    cluster.wait_applied(i, index).await;
     assert_eq!(contents(cluster, i), contents(cluster, leader));
 }
 
@@ -205,8 +209,12 @@ async fn a_damaged_wal_record_rebuilds_the_replica_from_its_peers() {
     let new_leader = cluster.leader(0).await;
     assert_ne!(new_leader, leader);
     assert_group_serves(&cluster, KEYS + 5).await;
-    let rest: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
-    assert_eq!(contents(&cluster, rest[0]), contents(&cluster, rest[1]));
+    // The other survivor learns the last commit index with the next
+    // AppendEntries or heartbeat: wait for it, then compare.
+    let other = (0..3)
+        .find(|i| *i != leader && *i != new_leader)
+        .expect("the other survivor");
+    assert_same_as_leader(&cluster, other).await;
     // The new leader's first entry is of a term past the barrier: the
     // rebuild is over and the marker gone.
     let gate = cluster.node(follower).gate.clone();

@@ -74,6 +74,13 @@ impl KvService {
     }
 
     async fn read(&self, req: pb::ReadRequest) -> Result<pb::ReadResponse, KvError> {
+        // Leadership before the fence (here, in scan and in write): only the
+        // leader serves, and a follower's slot table may lag the log by up
+        // to a heartbeat (it learns the commit index with the next
+        // AppendEntries), so a follower's WRONG_SHARD could name an older
+        // owner than the caller already knows. A follower sends the caller
+        // to its leader instead.
+        self.node.believes_leader()?;
         self.node
             .fence
             .check(req.route.as_ref(), Some(&req.partition))?;
@@ -90,7 +97,7 @@ impl KvService {
         // A local read skips the read-index round; its caller checks what
         // it read with a conditional write (see ReadConsistency).
         match req.consistency() {
-            pb::ReadConsistency::Local => self.node.believes_leader()?,
+            pb::ReadConsistency::Local => {} // leadership checked above
             pb::ReadConsistency::Linearizable => self.node.reads.wait().await?,
         }
         let view = self.node.engine_view()?;
@@ -121,6 +128,7 @@ impl KvService {
             Some(pb::scan_request::Scope::Partition(p)) => Some(p.as_str()),
             _ => None,
         };
+        self.node.believes_leader()?;
         self.node.fence.check(req.route.as_ref(), partition)?;
         let limit = match req.limit {
             0 => DEFAULT_SCAN_LIMIT,
@@ -151,6 +159,7 @@ impl KvService {
     }
 
     async fn write(&self, req: pb::WriteRequest) -> Result<pb::WriteResponse, KvError> {
+        self.node.believes_leader()?;
         self.node
             .fence
             .check(req.route.as_ref(), Some(&req.partition))?;
