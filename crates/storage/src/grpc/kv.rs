@@ -75,11 +75,10 @@ impl KvService {
 
     async fn read(&self, req: pb::ReadRequest) -> Result<pb::ReadResponse, KvError> {
         // Leadership before the fence (here, in scan and in write): only the
-        // leader serves, and a follower's slot table may lag the log by up
-        // to a heartbeat (it learns the commit index with the next
-        // AppendEntries), so a follower's WRONG_SHARD could name an older
-        // owner than the caller already knows. A follower sends the caller
-        // to its leader instead.
+        // leader serves, and a follower's slot table lags the leader's (it
+        // applies an entry only once it hears it is committed), so a
+        // follower's WRONG_SHARD could name an older owner than the caller
+        // already knows. A follower sends the caller to its leader instead.
         self.node.believes_leader()?;
         self.node
             .fence
