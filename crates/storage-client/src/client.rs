@@ -117,6 +117,15 @@ impl StorageClient {
     /// Runs `call` on the partition's owner, following redirects: a shard
     /// that gave the slot away names its new owner, which this client
     /// remembers (only if newer than what it knew) and asks instead.
+    ///
+    /// A redirect that teaches nothing new is not a reason to give up:
+    /// concurrent calls sent to the old owner all come back with the same
+    /// redirect, and only the first one learns it — the others just ask
+    /// the owner it learned (found by the reshard e2e, which refused one
+    /// deposit of ~14 000 this way). And a shard this client already knows
+    /// to own the slot again, at a newer map version than its redirect
+    /// names, has not applied that version yet (a new leader catching up):
+    /// it is asked again after a pause, within the deadline.
     async fn routed<T, F, Fut>(
         &self,
         partition: &str,
@@ -129,38 +138,46 @@ impl StorageClient {
     {
         self.maybe_refresh_shards();
         let started = Instant::now();
-        let mut last = None;
-        for _ in 0..MAX_REDIRECTS {
+        let mut redirects = 0;
+        loop {
+            let asked = self.shard_of(partition);
             let left = timeout.saturating_sub(started.elapsed());
-            match call(self.shard_of(partition), left).await {
+            let moved = match call(asked, left).await {
                 Err(StorageError::Moved {
                     slot,
                     owner,
                     map_version,
                     shard,
                 }) => {
-                    let moved = StorageError::WrongShard {
+                    self.owners.learn(slot, owner, map_version);
+                    StorageError::WrongShard {
                         shard,
                         detail: format!(
                             "slot {slot} moved to shard {owner} (map version {map_version})"
                         ),
-                    };
-                    if !self.owners.learn(slot, owner, map_version) {
-                        return Err(moved);
                     }
-                    if self.route(owner).is_err() {
-                        // A shard added after this client started.
-                        self.refresh_shards().await?;
-                    }
-                    last = Some(moved);
                 }
                 other => return other,
+            };
+            let now = self.shard_of(partition);
+            if now == asked {
+                // The shard knows an older map than this client: wait for
+                // it to catch up, as for a slot in a move.
+                if started.elapsed() + SLOT_MOVING_PAUSE >= timeout {
+                    return Err(moved);
+                }
+                tokio::time::sleep(SLOT_MOVING_PAUSE).await;
+                continue;
+            }
+            redirects += 1;
+            if redirects > MAX_REDIRECTS {
+                return Err(moved);
+            }
+            if self.route(now).is_err() {
+                // A shard added after this client started.
+                self.refresh_shards().await?;
             }
         }
-        Err(last.unwrap_or(StorageError::WrongShard {
-            shard: self.shard_of(partition),
-            detail: "redirects did not settle".into(),
-        }))
     }
 
     fn route(&self, shard: ShardId) -> Result<Arc<ShardRoute>, StorageError> {
