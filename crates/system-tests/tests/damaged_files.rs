@@ -78,9 +78,9 @@ fn contents(cluster: &Cluster, i: usize) -> Vec<KeyValue> {
 async fn assert_same_as_leader(cluster: &Cluster, i: usize) {
     let leader = cluster.leader(0).await;
     // The leader's whole log, not what it has applied so far: a follower
-    // learns the commit index only with a later AppendEntries, so either
-    // side may be an entry behind; once both have applied the whole log
-    // they agree.
+    // learns the commit index with the next AppendEntries or heartbeat, so
+    // replica `i` may have applied entries the leader has not yet, or the
+    // other way round; once both have applied the whole log they agree.
     let index = cluster.last_log(leader);
     cluster.wait_applied(leader, index).await;
     cluster.wait_applied(i, index).await;
@@ -209,8 +209,8 @@ async fn a_damaged_wal_record_rebuilds_the_replica_from_its_peers() {
     let new_leader = cluster.leader(0).await;
     assert_ne!(new_leader, leader);
     assert_group_serves(&cluster, KEYS + 5).await;
-    // The other survivor learns the last commit index only with a later
-    // AppendEntries: wait for it, then compare.
+    // The other survivor learns the last commit index with the next
+    // AppendEntries or heartbeat: wait for it, then compare.
     let other = (0..3)
         .find(|i| *i != leader && *i != new_leader)
         .expect("the other survivor");

@@ -3,11 +3,13 @@
 //! replicates an entry while its own log write is still on its way to
 //! disk, and counts itself towards the entry's quorum only once it is
 //! there. The leader's log store holds back its flush reports on demand,
-//! which stands in for a slow fsync.
+//! which stands in for a slow fsync. And a new commit index travels with
+//! the next entry (or heartbeat), not in an AppendEntries of its own.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::ops::RangeBounds;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -109,10 +111,11 @@ impl RaftLogStorage<TypeConfig> for HoldingLog {
 }
 
 /// Delivers RPCs straight to the target node's `Raft`; a node taken out
-/// of `nodes` is unreachable.
+/// of `nodes` is unreachable. Counts the AppendEntries it delivers.
 #[derive(Clone, Default)]
 struct Router {
     nodes: Arc<Mutex<HashMap<NodeId, Raft>>>,
+    appends: Arc<AtomicUsize>,
 }
 
 struct Link {
@@ -152,6 +155,7 @@ impl RaftNetwork<TypeConfig> for Link {
         _: RPCOption,
     ) -> Rpc<AppendEntriesResponse<NodeId>> {
         let raft = self.target()?;
+        self.router.appends.fetch_add(1, Ordering::SeqCst);
         raft.append_entries(rpc)
             .await
             .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -184,12 +188,17 @@ struct Group {
 impl Group {
     /// Three nodes, initialized, with a leader.
     async fn start() -> Self {
+        Self::start_with(50).await
+    }
+
+    /// The same, with heartbeats every `heartbeat_ms`.
+    async fn start_with(heartbeat_ms: u64) -> Self {
         let router = Router::default();
         let config = Arc::new(
             Config {
-                heartbeat_interval: 50,
-                election_timeout_min: 300,
-                election_timeout_max: 600,
+                heartbeat_interval: heartbeat_ms,
+                election_timeout_min: 6 * heartbeat_ms,
+                election_timeout_max: 12 * heartbeat_ms,
                 ..Config::default()
             }
             .validate()
@@ -334,4 +343,47 @@ async fn a_leader_counts_itself_only_once_its_own_flush_is_done() {
         .unwrap()
         .unwrap();
     assert_eq!(written.log_id.index, index);
+}
+
+#[tokio::test]
+async fn a_new_commit_index_travels_with_the_next_entry_not_on_its_own() {
+    // Heartbeats far apart, so nearly every AppendEntries below carries an
+    // entry: unpatched, each commit adds an empty one per follower.
+    let group = Group::start_with(500).await;
+    let leader = group.leader().await;
+    let followers: Vec<NodeId> = group
+        .rafts
+        .keys()
+        .copied()
+        .filter(|&id| id != leader)
+        .collect();
+    let before = group.router.appends.load(Ordering::SeqCst);
+
+    const WRITES: usize = 20;
+    let mut last = 0;
+    for _ in 0..WRITES {
+        last = group.rafts[&leader]
+            .client_write(Proposal::default())
+            .await
+            .unwrap()
+            .log_id
+            .index;
+    }
+
+    let sent = group.router.appends.load(Ordering::SeqCst) - before;
+    let one_per_entry = WRITES * followers.len();
+    // A periodic heartbeat or two may fall inside the writes.
+    assert!(
+        sent <= one_per_entry + 2 * followers.len(),
+        "{sent} AppendEntries for {WRITES} entries to {} followers",
+        followers.len()
+    );
+    // The last commit index reaches the followers with the next heartbeat.
+    for follower in followers {
+        group.rafts[&follower]
+            .wait(Some(PATIENCE))
+            .applied_index_at_least(Some(last), "the last entry applied on a follower")
+            .await
+            .unwrap();
+    }
 }

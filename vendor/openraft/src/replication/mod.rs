@@ -679,10 +679,14 @@ where
 
                 self.committed = c;
 
-                // If there is no action, fill in an heartbeat action to send committed index.
-                if self.next_action.is_none() {
-                    self.next_action = Some(Data::new_heartbeat());
-                }
+                // PATCH(anatomy): a new commit index is not worth an
+                // AppendEntries of its own. Upstream sends an empty one at
+                // once when nothing else is queued, which doubles the
+                // round trips per entry. Every AppendEntries carries
+                // `self.committed`, so the follower learns it with the next
+                // entry, or at the latest with the next periodic heartbeat
+                // (`heartbeat_interval`). Only a follower's apply waits for
+                // it; a leader's commit and its clients do not.
             }
             Replicate::Heartbeat => {
                 // Never overwrite action with payload.
