@@ -125,7 +125,10 @@ impl StorageClient {
     /// deposit of ~14 000 this way). And a shard this client already knows
     /// to own the slot again, at a newer map version than its redirect
     /// names, has not applied that version yet (a new leader catching up):
-    /// it is asked again after a pause, within the deadline.
+    /// it is asked again after a pause, within the deadline. A redirect for
+    /// another slot than the partition's (a batch that also holds another
+    /// partition's keys, whose slot moved away) is the caller's to handle:
+    /// it plans the batch anew.
     async fn routed<T, F, Fut>(
         &self,
         partition: &str,
@@ -138,11 +141,12 @@ impl StorageClient {
     {
         self.maybe_refresh_shards();
         let started = Instant::now();
+        let own_slot = self.map.slot(partition);
         let mut redirects = 0;
         loop {
             let asked = self.shard_of(partition);
             let left = timeout.saturating_sub(started.elapsed());
-            let moved = match call(asked, left).await {
+            let (slot, moved) = match call(asked, left).await {
                 Err(StorageError::Moved {
                     slot,
                     owner,
@@ -150,16 +154,20 @@ impl StorageClient {
                     shard,
                 }) => {
                     self.owners.learn(slot, owner, map_version);
-                    StorageError::WrongShard {
+                    let moved = StorageError::WrongShard {
                         shard,
                         detail: format!(
                             "slot {slot} moved to shard {owner} (map version {map_version})"
                         ),
-                    }
+                    };
+                    (slot, moved)
                 }
                 other => return other,
             };
             let now = self.shard_of(partition);
+            if slot != own_slot {
+                return Err(moved);
+            }
             if now == asked {
                 // The shard knows an older map than this client: wait for
                 // it to catch up, as for a slot in a move.
