@@ -164,10 +164,10 @@ impl StorageClient {
                 }
                 other => return other,
             };
-            let now = self.shard_of(partition);
             if slot != own_slot {
                 return Err(moved);
             }
+            let now = self.shard_of(partition);
             if now == asked {
                 // The shard knows an older map than this client: wait for
                 // it to catch up, as for a slot in a move.
